@@ -1,0 +1,27 @@
+# The two README commands are `make repro` and `make test`; both set up (or refresh) .venv first.
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv/bin
+export PATH := $(VENV):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export NUMBA_CACHE_DIR := $(CURDIR)/.pytest_cache/numba
+
+.PHONY: setup test test-fast repro benchmark-speed
+
+setup:
+	@bash scripts/setup.sh
+
+## test: the whole suite (what CI runs)
+test: setup
+	python -m pytest -q
+
+## test-fast: skip the slow end-to-end runs
+test-fast: setup
+	python -m pytest -q -m "not slow"
+
+## repro: the main job, `dvc repro` on the embedded default corpus
+repro: setup
+	dvc repro
+	dvc metrics show
+
+benchmark-speed: setup
+	dvc repro benchmark_speed

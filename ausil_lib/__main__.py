@@ -1,0 +1,7 @@
+"""`python -m ausil_lib` is the `ausil` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

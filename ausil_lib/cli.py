@@ -1,0 +1,159 @@
+"""`ausil` command line: a thin layer over the library; every stage of dvc.yaml is one call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .config import load_params
+
+
+def _params(args: argparse.Namespace) -> dict:
+    return load_params(args.params)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extraction import Extractor
+    from .formats import read_video_list
+
+    params = _params(args)
+    videos = read_video_list(args.videos)
+    extractor = Extractor.from_params(params, args.time_step_ms)
+    print(f"backbone: {extractor.backbone.label}", file=sys.stderr)
+    print(f"device: {extractor.mac.device}; time step {extractor.cfg.time_step_ms} ms; "
+          f"{len(videos)} videos -> {args.output_dir}", file=sys.stderr)
+    workers = args.workers if args.workers is not None else int(params.get("extract", {}).get("decode_workers", 2))
+    report = extractor.run(videos, args.output_dir, workers=workers, progress=not args.no_progress)
+    for vid, (path, reason) in sorted(report.failed.items()):
+        print(f"FAILED {vid}: {path}: {reason}", file=sys.stderr)
+    print(report.summary())
+    if report.failed:
+        print(f"failure report: {Path(args.output_dir) / 'failures.tsv'}")
+    return 3 if (report.failed and args.fail_on_error) else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_files
+
+    results = Path(args.results)
+    metrics = Path(args.metrics) if args.metrics else results.with_name(results.stem + ".metrics.json")
+    pr = Path(args.pr) if args.pr else results.with_name(results.stem + ".pr.json")
+    labels = [x.strip() for x in args.relevant_labels.split(",") if x.strip()]
+    result = evaluate_files(results, args.annotations, args.dataset_ids, labels, metrics_path=metrics, pr_path=pr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.per_query:
+        for query, ap in sorted(result.ap.items()):
+            print(f"{query}\tAP={ap:.4f}")
+    print(f"queries: {result.n_queries}  relevant labels: {','.join(labels)}  mAP={result.map:.4f}")
+    print(f"metrics: {metrics}\nPR points: {pr}")
+    return 0
+
+
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from .download import fetch
+
+    bb = _params(args).get("backbone", {})
+    dest, url, sha = Path(bb["audioset_weights"]), bb["audioset_url"], bb.get("audioset_sha256")
+    digest = fetch(url, dest, sha256=sha, progress=not args.no_progress)
+    print(f"{dest}: sha256 {digest}")
+    if not sha:
+        print("params.yaml has no backbone.audioset_sha256: the file is UNVERIFIED. Check it against a trusted "
+              "copy, then record the digest above in params.yaml.", file=sys.stderr)
+    return 0
+
+
+def cmd_benchmark_speed(args: argparse.Namespace) -> int:
+    from .benchmark import run_speed_benchmark
+    from .formats import atomic_write_json
+
+    results = run_speed_benchmark(_params(args))
+    atomic_write_json(args.output, results)
+    for step, r in results["time_steps"].items():
+        print(f"t={step} ms: decode {results['decode_s_per_100s']:.3f} s, log-mel {r['logmel_s_per_100s']:.3f} s, "
+              f"backbone {r['backbone_s_per_100s']:.3f} s ({r['backbone_segments_per_s']:.0f} segments/s) per 100 s "
+              f"of audio; end to end {r['end_to_end_s_per_100s']:.3f} s = {r['end_to_end_x_real_time']:.0f}x real time")
+    print(f"written: {args.output}")
+    return 0
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    from .readme import update_readme
+
+    changed = update_readme(Path(args.readme))
+    print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ausil", description="Audio-based near-duplicate video retrieval benchmark (AuSiL, ICPR 2020). "
+                                  "Settings come from params.yaml; each subcommand is one pipeline step.")
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, description: str
+            ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=description)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("extract", cmd_extract, "decode videos and write AuSiL segment descriptors",
+            "Decode the audio of every video in a list, compute 2 s log-mel segments and their 2528-d MAC "
+            "descriptors, and write one <id>.npz per video (arrays 'descriptors' float32 [segments, 2528] and "
+            "'meta' JSON). Videos already extracted with the same backbone and front end are skipped, so an "
+            "interrupted run resumes. Files that cannot be used are listed with the reason in "
+            "OUTPUT_DIR/failures.tsv and the run goes on.")
+    p.add_argument("--videos", required=True, help="video list, one 'id path' per line")
+    p.add_argument("--output-dir", required=True, help="directory for the feature files and failures.tsv")
+    p.add_argument("--time-step-ms", type=int, default=None,
+                   help="segment step in ms (default: features.time_step_ms in params.yaml)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="files decoded ahead of the backbone (default: extract.decode_workers)")
+    p.add_argument("--fail-on-error", action="store_true", help="exit with status 3 if any video failed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("evaluate", cmd_evaluate, "mAP and interpolated PR curve of a results file (FIVR protocol)",
+            "Score a results JSON {query: {video: similarity}} against annotations {query: {label: [ids]}} "
+            "under the FIVR protocol: the query itself is excluded, only dataset ids are ranked, relevant "
+            "videos missing from the results count as never retrieved, ties are broken by video id. Prints "
+            "mAP and writes a metrics JSON and the 21 interpolated PR points.")
+    p.add_argument("--results", required=True, help="results JSON")
+    p.add_argument("--annotations", required=True, help="annotation JSON")
+    p.add_argument("--dataset-ids", required=True, help="file with the dataset's video ids, one per line")
+    p.add_argument("--relevant-labels", default="DA", help="comma-separated relevant labels (default: %(default)s)")
+    p.add_argument("--metrics", default=None, help="metrics JSON to write (default: RESULTS.metrics.json)")
+    p.add_argument("--pr", default=None, help="PR points JSON to write (default: RESULTS.pr.json)")
+    p.add_argument("--per-query", action="store_true", help="also print the AP of every query")
+
+    p = add("fetch-weights", cmd_fetch_weights, "download the AudioSet-pretrained backbone weights",
+            "Download backbone.audioset_url to backbone.audioset_weights and check backbone.audioset_sha256 "
+            "(a mismatch discards the file). Needs network access to the public copy.")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("benchmark-speed", cmd_benchmark_speed, "measure feature-extraction speed on this machine",
+            "Time decoding, log-mel, the backbone and the whole front end on a synthetic "
+            "benchmark_speed.audio_seconds-long mp4 and write the numbers (with date and machine) to JSON.")
+    p.add_argument("--output", default="reports/speed.json", help="JSON file to write (default: %(default)s)")
+
+    p = add("readme", cmd_readme, "regenerate the README's measured tables from reports/",
+            "Rewrite the marked sections of README.md (speed table, results tables) from the report files "
+            "the pipeline wrote, so that no number in the README is typed by hand.")
+    p.add_argument("--readme", default="README.md", help="file to update (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"ausil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

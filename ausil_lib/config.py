@@ -1,0 +1,34 @@
+"""params.yaml access and device choice: the one place configuration is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The parsed params.yaml; a missing or malformed file is a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: parameter file not found (run from the repository root or pass --params)")
+    with path.open(encoding="utf-8") as fh:
+        params = yaml.safe_load(fh)
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping of sections at the top level")
+    return params
+
+
+def resolve_device(spec: str | None = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else CPU; an explicit CUDA request without a GPU fails."""
+    spec = (spec or "auto").lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {spec!r} requested in params.yaml but no CUDA device is available")
+    return device

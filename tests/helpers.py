@@ -1,0 +1,41 @@
+"""Test signals and the container/codec table used across the test modules."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SR = 44100
+
+# container extension -> ffmpeg codec arguments, and whether the file carries a (still) video stream
+MEDIA_FORMATS: dict[str, tuple[list[str], bool]] = {
+    "mp4": (["-c:v", "libx264", "-c:a", "aac"], True),
+    "mkv": (["-c:v", "libx264", "-c:a", "libvorbis"], True),
+    "webm": (["-c:v", "libvpx", "-c:a", "libopus"], True),
+    "mov": (["-c:v", "mpeg4", "-c:a", "aac"], True),
+    "avi": (["-c:v", "mpeg4", "-c:a", "libmp3lame"], True),
+    "flv": (["-c:v", "libx264", "-c:a", "aac"], True),
+    "ogg": (["-c:a", "libvorbis"], False),
+    "opus": (["-c:a", "libopus"], False),
+    "mp3": (["-c:a", "libmp3lame"], False),
+    "m4a": (["-c:a", "aac"], False),
+    "wav": (["-c:a", "pcm_s16le"], False),
+    "flac": (["-c:a", "flac"], False),
+}
+
+
+def tone(seconds: float, freq: float = 440.0, amp: float = 0.5, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def chords(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
+    """Random three-tone chords of 40-120 ms plus faint noise: audio that changes at the frame scale."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * sr), np.float32)
+    pos = 0
+    while pos < out.size:
+        n = int(rng.uniform(0.04, 0.12) * sr)
+        t = np.arange(min(n, out.size - pos)) / sr
+        out[pos:pos + t.size] = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 5000, 3)) / 3
+        pos += n
+    return (0.6 * out + 0.02 * rng.standard_normal(out.size)).astype(np.float32)

@@ -1,0 +1,33 @@
+"""The README renderer replaces exactly the marked section and refuses a README without it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ausil_lib.readme import render
+
+REPORT = {"date": "2026-01-01 00:00 UTC", "audio_seconds": 100.0, "repeats": 3, "decode_s_per_100s": 0.2,
+          "machine": {"cpu": "X", "cpu_cores": 2, "torch_threads": 2, "device": "cpu", "torch": "2.11.0"},
+          "time_steps": {"1000": {"segments": 99, "logmel_s_per_100s": 0.05, "backbone_s_per_100s": 0.75,
+                                  "backbone_segments_per_s": 132.0, "end_to_end_s_per_100s": 1.0,
+                                  "end_to_end_x_real_time": 100.0}}}
+
+
+def test_render_fills_the_speed_section(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "speed.json").write_text(json.dumps(REPORT))
+    text = "intro\n<!-- speed:begin -->\nold\n<!-- speed:end -->\noutro\n"
+    out = render(text, tmp_path)
+    assert "old" not in out and out.startswith("intro\n") and out.endswith("outro\n")
+    assert "| 1000 ms | 99 | 0.200 | 0.050 | 0.750 | 132 | 1.000 | 100x |" in out
+    assert render(out, tmp_path) == out  # idempotent
+
+
+def test_render_needs_the_markers(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "speed.json").write_text(json.dumps(REPORT))
+    with pytest.raises(ValueError, match="speed:begin"):
+        render("no markers here", tmp_path)
