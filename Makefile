@@ -20,6 +20,7 @@ test-fast: setup
 
 ## repro: the main job, `dvc repro` on the embedded default corpus
 repro: setup
+	ausil fetch-sources --verify data.dvc
 	dvc repro
 	dvc metrics show
 

@@ -133,11 +133,13 @@ def encode(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int, co
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
     cmd = [find_ffmpeg(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if still_image:
-        cmd += ["-f", "lavfi", "-i", "color=c=black:s=16x16:r=1"]
+        # an explicit duration: with -shortest the frame count would depend on pipe timing
+        cmd += ["-f", "lavfi", "-i", f"color=c=black:s=16x16:r=1:d={max(audio.size / sample_rate, 1e-3):.6f}"]
     cmd += ["-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", "pipe:0"]
     if still_image:
-        cmd += ["-map", "0:v:0", "-map", "1:a:0", "-shortest"]
-    cmd += ["-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
+        cmd += ["-map", "0:v:0", "-map", "1:a:0"]
+    # strict interleaving: otherwise packet order depends on how fast the pipe delivers the audio
+    cmd += ["-fflags", "+bitexact", "-flags", "+bitexact", "-map_metadata", "-1", "-max_interleave_delta", "0"]
     cmd += list(codec_args or []) + [str(tmp)]
     proc = subprocess.run(cmd, input=pcm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:

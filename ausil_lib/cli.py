@@ -42,7 +42,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = Path(args.metrics) if args.metrics else results.with_name(results.stem + ".metrics.json")
     pr = Path(args.pr) if args.pr else results.with_name(results.stem + ".pr.json")
     labels = [x.strip() for x in args.relevant_labels.split(",") if x.strip()]
-    result = evaluate_files(results, args.annotations, args.dataset_ids, labels, metrics_path=metrics, pr_path=pr)
+    ignore = [x.strip() for x in args.ignore_labels.split(",") if x.strip()]
+    result = evaluate_files(results, args.annotations, args.dataset_ids, labels, metrics_path=metrics, pr_path=pr,
+                            ignore_labels=ignore)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.per_query:
@@ -88,6 +90,39 @@ def cmd_readme(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_sources(args: argparse.Namespace) -> int:
+    from .sources import SourceError, fetch_sources, load_manifest, verify_against_dvc
+
+    if args.verify and not args.accept and (Path(args.output_dir) / "manifest.json").is_file():
+        try:
+            verify_against_dvc(args.verify)
+            print(f"{args.output_dir}: {len(load_manifest(args.output_dir))} recordings already match {args.verify}")
+            return 0
+        except SourceError:
+            pass  # something differs: fetch again, then verify
+    manifest = fetch_sources(_params(args), args.output_dir)
+    n = {k: sum(r["kind"] == k for r in manifest["recordings"]) for k in ("music", "speech")}
+    print(f"{args.output_dir}: {n['music']} music and {n['speech']} speech recordings "
+          f"({len(manifest['skipped'])} skipped, see manifest.json)")
+    if args.verify:
+        verify_against_dvc(args.verify, strict=not args.accept)
+        print(f"{args.output_dir} matches the pins in {args.verify}"
+              if not args.accept else f"{args.verify} re-pinned to these sources")
+    return 0
+
+
+def cmd_build_corpus(args: argparse.Namespace) -> int:
+    from .corpus import build_corpus
+
+    summary = build_corpus(_params(args), args.sources, args.output_dir, summary_path=args.summary,
+                           workers=args.workers, progress=not args.no_progress)
+    for name, b in summary["benchmarks"].items():
+        print(f"{name}: {b['queries']} queries, {b['database']} videos ({b['database_hours']:.2f} h), "
+              f"{b['da_pairs']} DA pairs, {b['junk_pairs']} JUNK pairs")
+    print(f"{summary['clips']} clips, {summary['hours']:.2f} h of audio -> {args.output_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ausil", description="Audio-based near-duplicate video retrieval benchmark (AuSiL, ICPR 2020). "
@@ -127,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relevant-labels", default="DA", help="comma-separated relevant labels (default: %(default)s)")
     p.add_argument("--metrics", default=None, help="metrics JSON to write (default: RESULTS.metrics.json)")
     p.add_argument("--pr", default=None, help="PR points JSON to write (default: RESULTS.pr.json)")
+    p.add_argument("--ignore-labels", default="",
+                   help="comma-separated labels whose videos leave that query's ranking (the embedded corpus "
+                        "uses JUNK); empty (default) is the plain FIVR protocol")
     p.add_argument("--per-query", action="store_true", help="also print the AP of every query")
 
     p = add("fetch-weights", cmd_fetch_weights, "download the AudioSet-pretrained backbone weights",
@@ -138,6 +176,28 @@ def build_parser() -> argparse.ArgumentParser:
             "Time decoding, log-mel, the backbone and the whole front end on a synthetic "
             "benchmark_speed.audio_seconds-long mp4 and write the numbers (with date and machine) to JSON.")
     p.add_argument("--output", default="reports/speed.json", help="JSON file to write (default: %(default)s)")
+
+    p = add("fetch-sources", cmd_fetch_sources, "materialise the embedded corpus's source recordings",
+            "Download the pinned Debian music packages (apt-get download + dpkg-deb -x, no root needed) or copy "
+            "sources.music_dir, render espeak-ng speech, and write OUTPUT_DIR/manifest.json with every "
+            "recording's origin, SHA-256, duration, licence and variant group. With --verify, check the result "
+            "against the pins DVC holds for it (data.dvc) and fail on any difference.")
+    p.add_argument("--output-dir", default="data/sources", help="where the recordings go (default: %(default)s)")
+    p.add_argument("--verify", default=None, metavar="DVC_FILE",
+                   help="DVC file pinning OUTPUT_DIR (e.g. data.dvc): fail if the sources differ from it")
+    p.add_argument("--accept", action="store_true",
+                   help="with --verify: re-pin DVC_FILE to these sources instead of failing (other music)")
+
+    p = add("build-corpus", cmd_build_corpus, "build the embedded benchmark from the source recordings",
+            "Plan (deterministically from params.yaml corpus and the manifest), render and encode every clip of "
+            "the train, val and test splits and the speed-transformed test set; write per benchmark "
+            "queries.txt, database.txt, dataset_ids.txt and annotation.json, plus construction_log.json. "
+            "Clips already rendered with the same plan are kept, so an interrupted build resumes.")
+    p.add_argument("--sources", default="data/sources", help="source recordings (default: %(default)s)")
+    p.add_argument("--output-dir", default="data/corpus", help="corpus directory (default: %(default)s)")
+    p.add_argument("--summary", default="reports/corpus_summary.json", help="summary metrics JSON (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="clips rendered in parallel (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add("readme", cmd_readme, "regenerate the README's measured tables from reports/",
             "Rewrite the marked sections of README.md (speed table, results tables) from the report files "

@@ -160,10 +160,14 @@ def evaluate(
     results: Mapping[str, Mapping[str, float]],
     relevant_labels: Sequence[str],
     dataset_ids: Iterable[str],
+    ignore_labels: Sequence[str] = (),
 ) -> EvaluationResult:
     """Evaluate ``results`` against ``annotations`` with the FIVR protocol.
 
-    Queries are those of the annotations, in their order. Raises ValueError, listing the reasons,
+    Queries are those of the annotations, in their order. Videos a query labels with one of
+    ``ignore_labels`` (the embedded corpus's JUNK: neither clean positives nor clean negatives)
+    are removed from that query's dataset, as junk images are in Revisited Oxford/Paris; with no
+    ignore labels this is exactly the FIVR evaluation. Raises ValueError, listing the reasons,
     when no query can be evaluated (a mean over nothing would be meaningless).
     """
     labels = _check_labels(relevant_labels)
@@ -178,15 +182,17 @@ def evaluate(
         if query not in dataset:
             warnings.append(f"query {query!r} is not in the dataset; skipped")
             continue
-        relevant = _relevant_set(query_labels, labels, dataset)
+        ignored = {v for label in ignore_labels for v in query_labels.get(label, ())}
+        query_dataset = dataset - ignored if ignored else dataset
+        relevant = _relevant_set(query_labels, labels, query_dataset)
         if not relevant:
             warnings.append(
                 f"query {query!r} has no relevant video for labels {labels} in the dataset; skipped"
             )
             continue
-        ranked = rank_videos(query, results[query], dataset)
+        ranked = rank_videos(query, results[query], query_dataset)
         ap[query] = average_precision([video for video, _ in ranked], relevant)
-        curves.append(interpolated_pr(ranked, relevant, len(dataset)))
+        curves.append(interpolated_pr(ranked, relevant, len(query_dataset)))
     if not ap:
         reasons = "; ".join(warnings) if warnings else "the annotations contain no query"
         raise ValueError(f"no query could be evaluated: {reasons}")
@@ -208,6 +214,7 @@ def evaluate_files(
     relevant_labels: Sequence[str],
     metrics_path: PathLike | None = None,
     pr_path: PathLike | None = None,
+    ignore_labels: Sequence[str] = (),
 ) -> EvaluationResult:
     """Evaluate stored results and optionally write the metrics and PR-curve JSON files.
 
@@ -220,6 +227,7 @@ def evaluate_files(
         read_results(results_path),
         labels,
         read_ids(dataset_ids_path),
+        ignore_labels,
     )
     if metrics_path is not None:
         summary = result.to_dict()
@@ -229,6 +237,7 @@ def evaluate_files(
                 "mAP": summary["mAP"],
                 "n_queries": summary["n_queries"],
                 "relevant_labels": labels,
+                "ignore_labels": list(ignore_labels),
                 "ap": summary["ap"],
                 "warnings": summary["warnings"],
             },

@@ -29,9 +29,29 @@ def speed_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def corpus_table(summary: dict) -> str:
+    lines = [f"Size `{summary['size']}`: {summary['clips']} clips, {summary['hours']:.2f} h of audio "
+             f"({', '.join(f'{n} {k}' for k, n in summary['formats'].items())}); `reports/corpus_summary.json`.", "",
+             "| benchmark | queries | database videos | hours | DA pairs | DA per query | JUNK pairs | video files |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, b in summary["benchmarks"].items():
+        lines.append(f"| {name} | {b['queries']} | {b['database']} | {b['database_hours']:.2f} | {b['da_pairs']} "
+                     f"| {b['da_per_query_mean']:.1f} | {b['junk_pairs']} | {b['video_files']} |")
+    splits = ", ".join(f"{k}: {v['music_recordings']} music + {v['speech_recordings']} speech recordings "
+                       f"({v['source_hours']:.2f} h)" for k, v in summary["splits"].items())
+    cases = ", ".join(f"{k} {v}" for k, v in summary["positive_cases"].items())
+    hard = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in summary["hard_cases"].items())
+    steps = ", ".join(f"{k} {v}" for k, v in summary["transform_steps"].items())
+    lines += ["", f"Splits (by variant group): {splits}.", "",
+              f"Positives by case: {cases}; hard cases ({summary['hard_share_of_positives']:.0%} of positives): "
+              f"{hard}. Transformation steps used: {steps}."]
+    return "\n".join(lines)
+
+
 # marker name -> (report file, renderer)
 SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "speed": ("reports/speed.json", speed_table),
+    "corpus": ("reports/corpus_summary.json", corpus_table),
 }
 
 

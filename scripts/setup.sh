@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 # Debian packages used by later stages: espeak-ng renders the corpus's speech, postgresql serves Dejavu.
-DEBIAN_PACKAGES=(ca-certificates)
+DEBIAN_PACKAGES=(ca-certificates espeak-ng)
 if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   DEBIAN_PACKAGES+=(python3-venv)
 fi

@@ -266,3 +266,13 @@ def test_evaluate_files_without_output_paths_writes_nothing(tmp_path: Path) -> N
     )
     assert result.n_queries == 2
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_ignored_videos_leave_the_query_dataset() -> None:
+    annotations = {"q": {"DA": ["a", "b"], "JUNK": ["j"]}}
+    results = {"q": {"j": 0.99, "a": 0.9, "x": 0.8, "b": 0.7}}
+    dataset = ["q", "a", "b", "j", "x"]
+    # with j ranked: ranks a=2, b=4 -> AP = (1/2 + 2/4) / 2 = 1/2
+    assert evaluate(annotations, results, ["DA"], dataset).map == pytest.approx(0.5)
+    # j ignored: a=1, x=2, b=3 -> AP = (1/1 + 2/3) / 2 = 5/6
+    assert evaluate(annotations, results, ["DA"], dataset, ignore_labels=["JUNK"]).map == pytest.approx(5 / 6)
