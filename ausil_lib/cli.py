@@ -12,7 +12,10 @@ from .config import load_params
 
 
 def _params(args: argparse.Namespace) -> dict:
-    return load_params(args.params)
+    params = load_params(args.params)
+    if getattr(args, "backbone", None) not in (None, "main"):
+        params["backbone"]["source"] = args.backbone
+    return params
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -123,6 +126,88 @@ def cmd_build_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_backbone(args: argparse.Namespace) -> int:
+    from .backbone_training import train_backbone
+
+    params = _params(args)
+    if args.max_steps is not None:
+        params["backbone_training"]["max_steps"] = args.max_steps
+    meta = train_backbone(params, args.sources, args.corpus, args.output, args.curve, progress=not args.no_progress)
+    print(f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s, final InfoNCE loss {meta['final_loss']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .backbone import load_backbone
+    from .training import train_ausil
+
+    params = _params(args)
+    _, info = load_backbone(params)
+    meta = train_ausil(params, args.features_dir, args.corpus, args.output, args.curve, info.label,
+                       progress=not args.no_progress)
+    print(f"triplets: {meta['triplets']}")
+    print(f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s; best val mAP {meta['val_map']:.4f} "
+          f"at step {meta['best_step']}; backbone: {info.label}")
+    return 0
+
+
+def cmd_similarity(args: argparse.Namespace) -> int:
+    from .formats import read_video_list
+    from .retrieval import run_similarity
+
+    params = _params(args)
+    queries, database = read_video_list(args.queries), read_video_list(args.database)
+    if args.method == "dejavu":
+        from .dejavu_baseline import DejavuConfig, DejavuMethod, PostgresCluster
+
+        config = DejavuConfig.from_params(params.get("dejavu", {}))
+        audio = params.get("audio", {})
+        # the throwaway PostgreSQL cluster lives exactly as long as this run (stopped on errors too)
+        with PostgresCluster(config.postgres_bindir, config.postgres_start_timeout_s) as cluster:
+            method = DejavuMethod(cluster, config, audio.get("ffmpeg"), float(audio.get("decode_timeout_s", 600)))
+            print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
+            timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
+    else:
+        method = _method(args, params)
+        print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
+        timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
+    print(f"{args.output}: indexing {timing['index_s']:.1f} s, querying {timing['query_s']:.1f} s "
+          f"({timing['ms_per_pair']:.2f} ms per pair), {timing['failed']} failed")
+    return 0
+
+
+def _method(args: argparse.Namespace, params: dict):
+    if args.method == "ausil":
+        from .config import resolve_device
+        from .extraction import Extractor
+        from .model import load_model
+        from .retrieval import AusilMethod
+
+        if not args.model:
+            raise ValueError("--model is needed for --method ausil")
+        model, meta = load_model(args.model, variant=args.variant)
+        extractor = Extractor.from_params(params)
+        if meta.get("backbone") and meta["backbone"] != extractor.backbone.label:
+            raise ValueError(f"{args.model} was trained on features of '{meta['backbone']}', "
+                             f"but params select '{extractor.backbone.label}'")
+        return AusilMethod(model, extractor, args.features_dir, resolve_device(params.get("device", "auto")),
+                           label=f"AuSiL ({args.variant}); backbone: {extractor.backbone.label}")
+    if args.method in ("spectro-slides", "spectro-tiles"):
+        from .spectro import SpectroConfig, SpectroMethod
+
+        return SpectroMethod(args.method.split("-", 1)[1], SpectroConfig.from_params(params.get("spectro", {})),
+                             args.features_dir)
+    raise ValueError(f"unknown method {args.method!r}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_notebooks
+
+    for path in run_notebooks(args.root, args.out, html=not args.no_html):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ausil", description="Audio-based near-duplicate video retrieval benchmark (AuSiL, ICPR 2020). "
@@ -149,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="files decoded ahead of the backbone (default: extract.decode_workers)")
     p.add_argument("--fail-on-error", action="store_true", help="exit with status 3 if any video failed")
+    p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
+                   help="override backbone.source; main keeps params.yaml's choice")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add("evaluate", cmd_evaluate, "mAP and interpolated PR curve of a results file (FIVR protocol)",
@@ -198,6 +285,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default="reports/corpus_summary.json", help="summary metrics JSON (default: %(default)s)")
     p.add_argument("--workers", type=int, default=2, help="clips rendered in parallel (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("train-backbone", cmd_train_backbone, "train the backbone on the train split (no AudioSet weights)",
+            "Self-supervised training of the weak_mxh64_1024 architecture on the corpus's train-split recordings: "
+            "InfoNCE between MAC descriptors of clean 2 s windows and transformed copies (params "
+            "backbone_training). Stops at the time budget or max_steps; resumes from its checkpoint.")
+    p.add_argument("--sources", default="data/sources", help="source recordings (default: %(default)s)")
+    p.add_argument("--corpus", default="data/corpus", help="corpus, for the split of each recording (default: %(default)s)")
+    p.add_argument("--output", default="models/backbone.pt", help="trained backbone (default: %(default)s)")
+    p.add_argument("--curve", default="reports/backbone_training.json", help="loss curve JSON (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=None, help="override backbone_training.max_steps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("train", cmd_train, "train the AuSiL similarity network",
+            "Learn PCA whitening from train-split segment descriptors, mine triplets from the train benchmark "
+            "(positive and hard-negative thresholds of the paper), train context vector and similarity CNN "
+            "with the triplet loss plus similarity regularisation (params training), and keep the checkpoint "
+            "with the best validation mAP.")
+    p.add_argument("--features-dir", required=True, help="descriptors of the corpus videos (ausil extract)")
+    p.add_argument("--corpus", default="data/corpus", help="corpus directory (default: %(default)s)")
+    p.add_argument("--output", required=True, help="model file to write")
+    p.add_argument("--curve", required=True, help="training curve JSON (loss, validation mAP per step)")
+    p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
+                   help="override backbone.source; main keeps params.yaml's choice (must match the features)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("similarity", cmd_similarity, "score every query against a database with one method",
+            "Write the reference results JSON {query: {video: similarity}} for a list of queries against a "
+            "list of database videos, plus OUTPUT.failures.tsv (videos that could not be used, and why) and "
+            "OUTPUT.timing.json (time indexing and querying). Finished queries are kept in OUTPUT.partial, so "
+            "an interrupted run resumes.")
+    p.add_argument("--method", default="ausil", choices=["ausil", "dejavu", "spectro-slides", "spectro-tiles"],
+                   help="retrieval method (default: %(default)s); dejavu starts and stops its own PostgreSQL")
+    p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
+    p.add_argument("--database", required=True, help="database video list ('id path' per line)")
+    p.add_argument("--output", required=True, help="results JSON to write")
+    p.add_argument("--model", default=None, help="AuSiL model file (method ausil)")
+    p.add_argument("--variant", default="full", choices=["mac", "mac_w", "mac_w_a", "full"],
+                   help="AuSiL ablation variant (default: %(default)s)")
+    p.add_argument("--features-dir", default="features",
+                   help="stored descriptors (ausil) or fingerprints (spectro); missing ones are computed here")
+    p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
+                   help="override backbone.source; main keeps params.yaml's choice (must match the model's features)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("report", cmd_report, "execute the notebooks with papermill and render them to HTML",
+            "Run every notebook in notebooks/ with papermill (parameter root), write the executed notebooks and "
+            "their HTML (plots embedded) to OUT. The notebooks only read the pipeline's results and draw.")
+    p.add_argument("--root", default=".", help="repository root holding metrics/, plots/, results/, reports/")
+    p.add_argument("--out", default="reports/rendered", help="output folder (default: %(default)s)")
+    p.add_argument("--no-html", action="store_true", help="executed notebooks only, no HTML")
 
     p = add("readme", cmd_readme, "regenerate the README's measured tables from reports/",
             "Rewrite the marked sections of README.md (speed table, results tables) from the report files "

@@ -480,6 +480,8 @@ def build_corpus(params: Mapping[str, Any], sources_dir: str | os.PathLike[str],
         write_video_list(d / "database.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in bench.database})
         write_ids(d / "dataset_ids.txt", [c.clip_id for c in bench.database])
         write_annotations(d / "annotation.json", annotations[bench.name])
+    write_video_list(out_dir / "all_videos.txt",
+                     {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in clips})
     log = {"recordings": {r.rec_id: {**r.to_dict(), "split": split_of[r.group]} for r in recordings},
            "clips": [c.to_dict() for c in clips],
            "labels": {"DA": f"shares >= {cfg['min_shared_s']} s of the query segment (source time)",

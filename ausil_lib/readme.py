@@ -48,20 +48,38 @@ def corpus_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-# marker name -> (report file, renderer)
+def markdown(frame) -> str:
+    """A pandas table as GitHub markdown, index included (no tabulate dependency)."""
+    header = [frame.index.name or ""] + [str(c) for c in frame.columns]
+    rows = [[str(i)] + [str(v) for v in row] for i, row in zip(frame.index, frame.itertuples(index=False))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def results_table(root: Path) -> str:
+    from .report import backbone_note, formatted, main_table
+
+    table = formatted(main_table(root).drop(columns=["run"]))
+    return (f"{markdown(table)}\n\n{backbone_note(root)} The paper's columns are other datasets (FIVR-200K_a, "
+            "SVD_a) and are shown for orientation only.")
+
+
+# marker name -> (report file whose presence enables the section, renderer of its JSON or of the root)
 SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "speed": ("reports/speed.json", speed_table),
     "corpus": ("reports/corpus_summary.json", corpus_table),
+}
+ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "results": ("metrics", results_table),
 }
 
 
 def render(readme_text: str, root: Path = Path(".")) -> str:
     """The README text with every marked section regenerated from its report (missing reports left as is)."""
-    for name, (report_path, renderer) in SECTIONS.items():
-        path = root / report_path
-        if not path.is_file():
-            continue
-        body = renderer(json.loads(path.read_text(encoding="utf-8")))
+    bodies = {name: renderer(json.loads((root / path).read_text(encoding="utf-8")))
+              for name, (path, renderer) in SECTIONS.items() if (root / path).is_file()}
+    bodies.update({name: renderer(root) for name, (path, renderer) in ROOT_SECTIONS.items() if (root / path).is_dir()})
+    for name, body in bodies.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(readme_text):
             raise ValueError(f"README has no <!-- {name}:begin --> ... <!-- {name}:end --> section")

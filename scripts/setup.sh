@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 # Debian packages used by later stages: espeak-ng renders the corpus's speech, postgresql serves Dejavu.
-DEBIAN_PACKAGES=(ca-certificates espeak-ng)
+DEBIAN_PACKAGES=(ca-certificates espeak-ng postgresql)
 if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
   DEBIAN_PACKAGES+=(python3-venv)
 fi
@@ -30,7 +30,7 @@ if ((${#missing[@]})); then
 fi
 
 stamp=.venv/.ausil-requirements.sha256
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PYTHON" --version)"
   "$PYTHON" -m venv .venv
@@ -39,6 +39,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing pinned Python packages (torch==2.11.0 + torchaudio==2.11.0 and the rest)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
+  # Dejavu as published; its metadata asks for PyAudio and MySQL drivers it does not need here
+  .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 else

@@ -16,6 +16,12 @@ SUBCOMMAND_OPTIONS = {
     "fetch-weights": ["--no-progress"],
     "benchmark-speed": ["--output"],
     "readme": ["--readme"],
+    "report": ["--root", "--out", "--no-html"],
+    "similarity": ["--method", "--queries", "--database", "--output", "--model", "--variant"],
+    "train": ["--features-dir", "--output", "--curve", "--backbone"],
+    "train-backbone": ["--sources", "--corpus", "--output", "--max-steps"],
+    "fetch-sources": ["--output-dir", "--verify", "--accept"],
+    "build-corpus": ["--sources", "--output-dir", "--summary", "--workers"],
 }
 
 

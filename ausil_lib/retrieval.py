@@ -1,0 +1,139 @@
+"""One interface for every method: index a database, score each query against all of it.
+
+`run_similarity` writes the reference results JSON {query: {video: similarity}}, a failure report
+(videos that could not be used, with the reason; the run goes on without them) and the time spent
+indexing and querying. Finished queries are kept in a partial file, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .audio import AudioError
+from .extraction import Extractor, feature_path, is_current, load_features
+from .formats import atomic_write_json, write_results
+from .model import AuSiL
+
+
+class Method(Protocol):
+    """A retrieval method as the runner sees it."""
+
+    name: str
+    label: str  # what produced the numbers (method, backbone, variant, parameters)
+
+    def index(self, database: Mapping[str, str]) -> dict[str, str]:
+        """Prepare every database video; return {video id: reason} for those that failed."""
+
+    def query(self, query_id: str, path: str) -> dict[str, float]:
+        """Similarity of one query to every indexed video."""
+
+
+def run_similarity(method: Method, queries: Mapping[str, str], database: Mapping[str, str],
+                   output: str | os.PathLike[str], progress: bool = True) -> dict[str, Any]:
+    """Score all queries; write results, `.failures.tsv` and `.timing.json` beside `output`."""
+    output = Path(output)
+    partial = output.with_name(output.name + ".partial")
+    done: dict[str, dict[str, float]] = {}
+    if partial.is_file():
+        saved = json.loads(partial.read_text(encoding="utf-8"))
+        if saved.get("method") == method.label and saved.get("database") == sorted(database):
+            done = saved["results"]
+    start = time.perf_counter()
+    failures = method.index(database)
+    index_s = time.perf_counter() - start
+    query_s = 0.0
+    todo = [q for q in queries if q not in done]
+    for qid in tqdm(todo, desc=f"{method.name} queries", unit="query", disable=not progress, file=sys.stderr):
+        t0 = time.perf_counter()
+        try:
+            done[qid] = method.query(qid, queries[qid])
+        except AudioError as exc:
+            failures[qid] = exc.reason
+            done[qid] = {}
+        query_s += time.perf_counter() - t0
+        atomic_write_json(partial, {"method": method.label, "database": sorted(database), "results": done})
+    write_results(output, {q: done[q] for q in queries if q in done})
+    lines = ["video_id\treason"] + [f"{v}\t{r}".replace("\n", " ") for v, r in sorted(failures.items())]
+    output.with_name(output.stem + ".failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    pairs = sum(len(r) for r in done.values())
+    timing = {"method": method.name, "label": method.label, "queries": len(queries), "database": len(database),
+              "failed": len(failures), "index_s": round(index_s, 3), "query_s": round(query_s, 3),
+              "queries_timed": len(todo), "pairs": pairs,
+              "ms_per_pair": round(1000 * query_s / max(1, sum(len(done[q]) for q in todo)), 4),
+              **getattr(method, "timings", {})}
+    atomic_write_json(output.with_name(output.stem + ".timing.json"), timing)
+    partial.unlink(missing_ok=True)
+    return timing
+
+
+class AusilMethod:
+    """AuSiL (or one of its ablation variants) over stored segment descriptors."""
+
+    name = "ausil"
+
+    def __init__(self, model: AuSiL, extractor: Extractor, features_dir: str | os.PathLike[str],
+                 device: torch.device | str = "cpu", label: str = "") -> None:
+        self.model = model.to(device).eval()
+        self.extractor, self.features_dir, self.device = extractor, Path(features_dir), torch.device(device)
+        self.label = label or f"ausil {model.variant}; backbone {extractor.backbone.label}"
+        self.db: dict[str, torch.Tensor] = {}
+        self.timings: dict[str, float] = {}
+
+    def descriptors(self, vid: str, path: str) -> np.ndarray:
+        """Stored descriptors, extracted now (and stored) when missing or made by another backbone."""
+        fpath = feature_path(self.features_dir, vid)
+        if not is_current(fpath, self.extractor.signature):
+            self.extractor.run({vid: path}, self.features_dir, workers=1, progress=False)
+            if not fpath.is_file():
+                raise AudioError(path, _failure_reason(self.features_dir, vid))
+        return load_features(fpath).descriptors
+
+    @torch.no_grad()
+    def embed(self, desc: np.ndarray) -> torch.Tensor:
+        return self.model.embed(torch.from_numpy(desc).to(self.device))
+
+    def index(self, database: Mapping[str, str]) -> dict[str, str]:
+        failures = {}
+        for vid, path in database.items():
+            try:
+                self.db[vid] = self.embed(self.descriptors(vid, path))
+            except AudioError as exc:
+                failures[vid] = exc.reason
+        return failures
+
+    @torch.no_grad()
+    def query(self, query_id: str, path: str) -> dict[str, float]:
+        q = self.embed(self.descriptors(query_id, path))
+        return {vid: float(self.model.similarity(q, emb)) for vid, emb in self.db.items()}
+
+
+def _failure_reason(features_dir: Path, vid: str) -> str:
+    report = features_dir / "failures.tsv"
+    if report.is_file():
+        for line in report.read_text(encoding="utf-8").splitlines()[1:]:
+            parts = line.split("\t")
+            if parts[0] == vid:
+                return parts[2]
+    return "feature extraction failed"
+
+
+def ausil_scores(model: AuSiL, queries: Mapping[str, np.ndarray], database: Mapping[str, np.ndarray],
+                 device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
+    """All query-database similarities from descriptors in memory (validation during training)."""
+    model = model.eval()
+    with torch.no_grad():
+        db = {v: model.embed(torch.from_numpy(d).to(device)) for v, d in database.items()}
+        out = {}
+        for qid, desc in queries.items():
+            q = model.embed(torch.from_numpy(desc).to(device))
+            out[qid] = {v: float(model.similarity(q, emb)) for v, emb in db.items()}
+    return out

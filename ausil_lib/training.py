@@ -1,0 +1,163 @@
+"""AuSiL training: PCA whitening from train-split segments, triplet mining, triplet loss, selection on val.
+
+Triplets follow the paper: anchor-positive pairs are annotated duplicates whose global vectors
+(average of the video's segment descriptors, L2-normalised) are closer than
+`positive_max_distance`; negatives are clean negatives of the anchor (neither DA nor JUNK) with
+D(v, v-) < D(v, v+) + `negative_margin`. Only the train benchmark is read for training; the val
+benchmark chooses the checkpoint by mAP.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .corpus import DA, JUNK
+from .evaluation import evaluate
+from .extraction import feature_path, load_features
+from .formats import atomic_write_json, read_annotations, read_ids
+from .model import AuSiL, learn_pca, save_model, triplet_loss
+from .retrieval import ausil_scores
+
+
+def load_benchmark_features(features_dir: Path, bench_dir: Path) -> dict[str, np.ndarray]:
+    """Descriptors of every video of a benchmark that has a feature file (failed videos are absent)."""
+    out = {}
+    for vid in read_ids(bench_dir / "dataset_ids.txt"):
+        path = feature_path(features_dir, vid)
+        if path.is_file():
+            out[vid] = load_features(path).descriptors
+    return out
+
+
+def global_vectors(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Average of the L2-normalised segment descriptors, L2-normalised: the paper's global audio vector."""
+    out = {}
+    for vid, desc in features.items():
+        d = desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+        g = d.mean(axis=0)
+        out[vid] = g / max(float(np.linalg.norm(g)), 1e-12)
+    return out
+
+
+@dataclass(frozen=True)
+class Triplets:
+    items: list[tuple[str, str, str]]
+    stats: dict[str, Any]
+
+
+def mine_triplets(features: Mapping[str, np.ndarray], annotations: Mapping[str, Mapping[str, Sequence[str]]],
+                  pos_max: float, margin: float) -> Triplets:
+    glob = global_vectors(features)
+    ids = sorted(glob)
+    matrix = np.stack([glob[v] for v in ids])
+    items, pos_total, pos_kept = [], 0, 0
+    pos_dist = []
+    for anchor, labels in sorted(annotations.items()):
+        if anchor not in glob:
+            continue
+        dist = np.linalg.norm(matrix - glob[anchor], axis=1)
+        d = dict(zip(ids, dist))
+        excluded = set(labels.get(DA, [])) | set(labels.get(JUNK, [])) | {anchor}
+        negatives = [v for v in ids if v not in excluded]
+        for pos in sorted(labels.get(DA, [])):
+            if pos not in d:
+                continue
+            pos_total += 1
+            pos_dist.append(float(d[pos]))
+            if d[pos] >= pos_max:
+                continue
+            pos_kept += 1
+            items += [(anchor, pos, n) for n in negatives if d[n] < d[pos] + margin]
+    stats = {"positive_pairs": pos_total, "positive_pairs_kept": pos_kept, "triplets": len(items),
+             "positive_distance_median": round(float(np.median(pos_dist)), 4) if pos_dist else None}
+    return Triplets(items, stats)
+
+
+def pca_sample(features: Mapping[str, np.ndarray], size: int, seed: int) -> np.ndarray:
+    rows = np.concatenate([features[v] for v in sorted(features)])
+    if rows.shape[0] > size:
+        rows = rows[np.sort(np.random.default_rng(seed).choice(rows.shape[0], size, replace=False))]
+    return rows
+
+
+def validation_map(model: AuSiL, val: Mapping[str, np.ndarray], bench_dir: Path, device: torch.device) -> float:
+    ann = read_annotations(bench_dir / "annotation.json")
+    queries = {q: val[q] for q in ann if q in val}
+    results = ausil_scores(model, queries, val, device)
+    return evaluate(ann, results, [DA], read_ids(bench_dir / "dataset_ids.txt"), ignore_labels=[JUNK]).map
+
+
+def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str], corpus_dir: str | os.PathLike[str],
+                output: str | os.PathLike[str], curve_path: str | os.PathLike[str], backbone_label: str,
+                progress: bool = True) -> dict[str, Any]:
+    """Learn PCA, mine triplets, train `max_steps` steps (`budget_s` is a safety cap), keep the best val checkpoint."""
+    cfg = params["training"]
+    seed = int(cfg.get("seed", params.get("seed", 0)))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device("cuda" if params.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
+                          else "cpu")
+    features_dir, corpus_dir = Path(features_dir), Path(corpus_dir)
+    train = load_benchmark_features(features_dir, corpus_dir / "train")
+    val = load_benchmark_features(features_dir, corpus_dir / "val")
+    model = AuSiL(variant="full")
+    model.set_pca(*learn_pca(pca_sample(train, int(cfg["pca_sample_size"]), seed), float(cfg["pca_eps"])))
+    model.to(device)
+    triplets = mine_triplets(train, read_annotations(corpus_dir / "train" / "annotation.json"),
+                             float(cfg["positive_max_distance"]), float(cfg["negative_margin"]))
+    if not triplets.items:
+        raise ValueError(f"no training triplet: {triplets.stats}; raise training.positive_max_distance")
+    train_t = {v: torch.from_numpy(d).to(device) for v, d in train.items()}
+    opt = torch.optim.Adam([p for n, p in model.named_parameters()], lr=float(cfg["learning_rate"]))
+    gamma, r = float(cfg["gamma"]), float(cfg["r"])
+    batch, budget = int(cfg["batch_triplets"]), float(cfg["budget_s"])
+    eval_every, max_steps = int(cfg["eval_every"]), int(cfg["max_steps"])
+    best = {"val_map": validation_map(model, val, corpus_dir / "val", device), "step": 0}
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    curve = [{"step": 0, "loss": None, "val_map": round(best["val_map"], 5), "seconds": 0.0}]
+    start = time.perf_counter()
+    bar = tqdm(total=max_steps, desc="ausil", unit="step", disable=not progress)
+    step = 0
+    while step < max_steps and time.perf_counter() - start < budget:
+        model.train()
+        picks = rng.choice(len(triplets.items), size=min(batch, len(triplets.items)), replace=False)
+        losses = []
+        for i in picks:
+            a, p, n = triplets.items[int(i)]
+            loss, _ = triplet_loss(model, train_t[a], train_t[p], train_t[n], gamma, r)
+            losses.append(loss)
+        total = torch.stack(losses).mean()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        point: dict[str, Any] = {"step": step, "loss": round(float(total), 5),
+                                 "seconds": round(time.perf_counter() - start, 1)}
+        if step % eval_every == 0:
+            point["val_map"] = round(validation_map(model, val, corpus_dir / "val", device), 5)
+            if point["val_map"] > best["val_map"]:
+                best = {"val_map": point["val_map"], "step": step}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            bar.set_postfix(loss=f"{float(total):.3f}", val_map=f"{point['val_map']:.3f}")
+        curve.append(point)
+    bar.close()
+    model.load_state_dict(best_state)
+    meta = {"backbone": backbone_label, "steps": step,
+            "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
+            "seconds": round(time.perf_counter() - start, 1),
+            "best_step": best["step"], "val_map": best["val_map"], "triplets": triplets.stats,
+            "pca_sample": int(min(int(cfg["pca_sample_size"]), sum(d.shape[0] for d in train.values()))),
+            "config": dict(cfg)}
+    save_model(output, model.cpu(), meta)
+    atomic_write_json(curve_path, curve)
+    atomic_write_json(Path(curve_path).with_suffix(".meta.json"), meta)
+    return meta

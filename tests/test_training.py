@@ -1,0 +1,117 @@
+"""Triplet mining, training on a tiny set, and retrieval of a transformed copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ausil_lib.backbone import KumarCNN, MacExtractor, BackboneInfo
+from ausil_lib.extraction import Extractor
+from ausil_lib.features import FeatureConfig
+from ausil_lib.model import AuSiL, learn_pca, triplet_loss
+from ausil_lib.retrieval import AusilMethod, ausil_scores, run_similarity
+from ausil_lib.training import global_vectors, mine_triplets
+from ausil_lib.transforms import apply_chain
+
+from .helpers import SR, chords
+
+
+def noisy_copy(x: np.ndarray, scale: float, seed: int) -> np.ndarray:
+    return x + scale * np.random.default_rng(seed).standard_normal(x.shape).astype(np.float32)
+
+
+def test_global_vectors_are_unit_norm() -> None:
+    g = global_vectors({"a": np.random.default_rng(0).random((5, 8))})
+    assert np.linalg.norm(g["a"]) == pytest.approx(1.0)
+
+
+def test_mining_follows_the_thresholds() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.random((6, 32))
+    feats = {"q": base, "p_near": noisy_copy(base, 0.01, 2), "p_far": rng.random((6, 32)),
+             "n_hard": noisy_copy(base, 0.05, 3), "n_easy": rng.random((6, 32)) * 5, "j": base.copy()}
+    ann = {"q": {"DA": ["p_near", "p_far"], "JUNK": ["j"]}}
+    g = global_vectors(feats)
+    d = {k: float(np.linalg.norm(g[k] - g["q"])) for k in g}
+    pos_max = (d["p_near"] + d["p_far"]) / 2           # keeps p_near only
+    margin = d["n_hard"] - d["p_near"] + 1e-3          # n_hard qualifies, n_easy should not
+    assert d["n_easy"] > d["p_near"] + margin
+    trip = mine_triplets(feats, ann, pos_max, margin)
+    assert trip.items == [("q", "p_near", "n_hard")]   # JUNK never a negative, far positive dropped
+    assert trip.stats["positive_pairs"] == 2 and trip.stats["positive_pairs_kept"] == 1
+
+
+def test_training_lowers_the_loss_on_a_tiny_set() -> None:
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    videos = {f"v{i}": torch.from_numpy(rng.random((12, 2528)).astype(np.float32)) for i in range(4)}
+    copies = {k: torch.from_numpy(noisy_copy(v.numpy(), 0.3, 7)) for k, v in videos.items()}
+    model = AuSiL()
+    model.set_pca(*learn_pca(np.concatenate([v.numpy() for v in videos.values()]), 1e-4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    triplets = [(k, k, f"v{(i + 1) % 4}") for i, k in enumerate(videos)]
+
+    def epoch_loss() -> torch.Tensor:
+        return torch.stack([triplet_loss(model, videos[a], copies[p], videos[n], 1.0, 0.1)[0]
+                            for a, p, n in triplets]).mean()
+
+    with torch.no_grad():
+        before = float(epoch_loss())
+    for _ in range(40):
+        loss = epoch_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(epoch_loss())
+    assert after < 0.5 * before
+
+
+@pytest.fixture(scope="module")
+def extractor() -> Extractor:
+    torch.manual_seed(0)
+    mac = MacExtractor(KumarCNN(), "cpu")
+    return Extractor(mac, BackboneInfo("random", "UNTRAINED test backbone", "random-test"), FeatureConfig())
+
+
+@pytest.mark.parametrize("variant", ["mac", "mac_w", "full"])
+def test_transformed_copy_scores_above_unrelated_audio(extractor: Extractor, variant: str) -> None:
+    clip = chords(20.0, seed=11)
+    chain = [{"name": "mp3", "bitrate_kbps": 32}, {"name": "noise", "snr_db": 15}]
+    copy = apply_chain(clip, SR, chain, seed=1)
+    desc = {name: extractor.descriptors(extractor.front_end(x)) for name, x in
+            {"q": clip, "copy": copy, "other1": chords(20.0, seed=12), "other2": chords(20.0, seed=13)}.items()}
+    model = AuSiL(variant=variant)
+    if variant != "mac":  # ~80 segments in 2528 dimensions: a high floor keeps noise directions down
+        model.set_pca(*learn_pca(np.concatenate(list(desc.values())), 1e-2))
+    if variant == "full":  # the similarity CNN must first learn, on other clips than the test clips
+        train = {k: torch.from_numpy(extractor.descriptors(extractor.front_end(chords(20.0, seed=30 + k))))
+                 for k in range(4)}
+        copies = {k: torch.from_numpy(extractor.descriptors(extractor.front_end(
+            apply_chain(chords(20.0, seed=30 + k), SR, chain, seed=2)))) for k in range(4)}
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(200):
+            loss = torch.stack([triplet_loss(model, train[k], copies[k], train[(k + 1) % 4], 1.0, 0.1)[0]
+                                for k in range(4)]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    scores = ausil_scores(model, {"q": desc["q"]}, {k: v for k, v in desc.items() if k != "q"})["q"]
+    assert scores["copy"] > max(scores["other1"], scores["other2"])
+
+
+def test_similarity_runner_writes_results_and_resumes(extractor: Extractor, tmp_path: Path, make_media) -> None:
+    paths = {f"v{i}": str(make_media(f"v{i}.wav", chords(6.0, seed=20 + i))) for i in range(3)}
+    paths["bad"] = str(tmp_path / "missing.mp4")
+    method = AusilMethod(AuSiL(variant="mac"), extractor, tmp_path / "feat")
+    out = tmp_path / "res" / "sims.json"
+    timing = run_similarity(method, {"v0": paths["v0"]}, paths, out, progress=False)
+    import json
+    results = json.loads(out.read_text())
+    assert set(results["v0"]) == {"v0", "v1", "v2"} and results["v0"]["v0"] == pytest.approx(1.0, abs=1e-5)
+    assert "missing file" in out.with_name("sims.failures.tsv").read_text()
+    assert timing["failed"] == 1 and timing["queries"] == 1
+    assert not out.with_name("sims.json.partial").exists()
