@@ -166,8 +166,8 @@ class BackboneInfo:
         return asdict(self)
 
 
-def save_backbone(path: str | os.PathLike[str], model: KumarCNN, meta: Mapping[str, Any]) -> None:
-    """Project format for a backbone trained by the pipeline: {'state_dict', 'meta'} via torch.save."""
+def save_state(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str, Any]) -> None:
+    """Project format for trained networks (backbone, AuSiL): torch.save({'state_dict', 'meta'}), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .audio import load_audio
-from .backbone import KumarCNN, save_backbone
+from .backbone import KumarCNN, save_state
 from .config import resolve_device
 from .features import FeatureConfig, LogMel
 from .formats import atomic_write_json
@@ -166,7 +166,7 @@ def train_backbone(params: Mapping[str, Any], sources_dir: str | os.PathLike[str
             "steps": step, "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
             "seconds": round(time.perf_counter() - start, 1), "recordings": [r.rec_id for r in recs],
             "final_loss": curve[-1]["loss"] if curve else None, "config": dict(cfg)}
-    save_backbone(output, model.cpu(), meta)
+    save_state(output, model.cpu(), meta)
     atomic_write_json(curve_path, curve)
     ckpt.unlink(missing_ok=True)
     return meta

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,6 +14,10 @@ def _params(args: argparse.Namespace) -> dict:
     params = load_params(args.params)
     if getattr(args, "backbone", None) not in (None, "main"):
         params["backbone"]["source"] = args.backbone
+    if getattr(args, "time_step_ms", None) is not None:
+        params["features"]["time_step_ms"] = args.time_step_ms
+    if getattr(args, "gamma", None) is not None:
+        params["training"]["gamma"] = args.gamma
     return params
 
 
@@ -306,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default="data/corpus", help="corpus directory (default: %(default)s)")
     p.add_argument("--output", required=True, help="model file to write")
     p.add_argument("--curve", required=True, help="training curve JSON (loss, validation mAP per step)")
+    p.add_argument("--gamma", type=float, default=None, help="override training.gamma (Table VII sweep)")
     p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
                    help="override backbone.source; main keeps params.yaml's choice (must match the features)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -323,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="AuSiL model file (method ausil)")
     p.add_argument("--variant", default="full", choices=["mac", "mac_w", "mac_w_a", "full"],
                    help="AuSiL ablation variant (default: %(default)s)")
+    p.add_argument("--time-step-ms", type=int, default=None,
+                   help="override features.time_step_ms (must match the stored descriptors; Table IV sweep)")
     p.add_argument("--features-dir", default="features",
                    help="stored descriptors (ausil) or fingerprints (spectro); missing ones are computed here")
     p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],

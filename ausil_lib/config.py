@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import yaml
@@ -32,3 +33,12 @@ def resolve_device(spec: str | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {spec!r} requested in params.yaml but no CUDA device is available")
     return device
+
+
+def from_section(cls: type, section: Mapping[str, Any], name: str) -> Any:
+    """A config dataclass from a params.yaml section; a misspelt key is an error, never silently ignored."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - names)
+    if unknown:
+        raise ValueError(f"unknown {name} setting(s) {unknown}; valid keys: {sorted(names)}")
+    return cls(**dict(section))

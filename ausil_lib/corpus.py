@@ -29,7 +29,7 @@ from .audio import encode, load_audio
 from .download import sha256_file
 from .formats import atomic_write_json, write_annotations, write_ids, write_video_list
 from .sources import Recording, load_manifest
-from .transforms import apply_chain, describe
+from .transforms import apply_chain
 
 SPLITS = ("train", "val", "test")
 JUNK = "JUNK"

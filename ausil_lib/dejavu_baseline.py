@@ -31,7 +31,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -40,6 +40,7 @@ import numpy as np
 import psycopg2.extras
 
 from .audio import AudioError, load_audio
+from .config import from_section
 
 # Importing Dejavu touches deprecated scipy.ndimage namespaces and audioop, and pydub warns when
 # ffmpeg is not on PATH (Dejavu's pydub decoder is never called here): silence only this import.
@@ -329,12 +330,7 @@ class DejavuConfig:
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> "DejavuConfig":
-        """Build from the params.yaml section; a misspelt key is an error, never silently ignored."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - names)
-        if unknown:
-            raise ValueError(f"unknown dejavu setting(s) {unknown}; valid keys: {sorted(names)}")
-        return cls(**dict(section))
+        return from_section(cls, section, "dejavu")
 
     @property
     def hop_samples(self) -> int:

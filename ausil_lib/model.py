@@ -10,7 +10,6 @@ Variants (paper Table V) share one trained model and differ only in which parts 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import DESCRIPTOR_DIM
+from .backbone import DESCRIPTOR_DIM, save_state
 
 VARIANTS = ("mac", "mac_w", "mac_w_a", "full")
 EPS = 1e-15  # L2 normalisation epsilon of the reference
@@ -115,7 +114,8 @@ def triplet_loss(model: AuSiL, anchor: torch.Tensor, positive: torch.Tensor, neg
     tr = F.relu(cs_n - cs_p + gamma)
     reg = sum((F.relu(o - 1) + F.relu(-1 - o)).sum() for o in (out_p, out_n))
     loss = tr + r * reg
-    return loss, {"triplet": float(tr), "reg": float(reg), "cs_pos": float(cs_p), "cs_neg": float(cs_n)}
+    parts = {"triplet": tr, "reg": reg, "cs_pos": cs_p, "cs_neg": cs_n}
+    return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def learn_pca(descriptors: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -139,12 +139,8 @@ def learn_pca(descriptors: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarr
 # ---------------------------------------------------------------- files
 
 def save_model(path: str | os.PathLike[str], model: AuSiL, meta: Mapping[str, Any]) -> None:
-    """Project format: torch.save({'state_dict', 'meta'}); meta holds the params that made it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
-    os.replace(tmp, path)
+    """The model with the params that made it in `meta` (see `backbone.save_state`)."""
+    save_state(path, model, meta)
 
 
 def load_model(path: str | os.PathLike[str], variant: str = "full") -> tuple[AuSiL, dict[str, Any]]:

@@ -60,7 +60,7 @@ def results_table(root: Path) -> str:
     from .report import backbone_note, formatted, main_table
 
     table = formatted(main_table(root).drop(columns=["run"]))
-    return (f"{markdown(table)}\n\n{backbone_note(root)} The paper's columns are other datasets (FIVR-200K_a, "
+    return (f"{markdown(table)}\n\n{backbone_note(root)}\n\nThe paper's columns are other datasets (FIVR-200K_a, "
             "SVD_a) and are shown for orientation only.")
 
 

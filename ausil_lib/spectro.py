@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,7 +24,7 @@ import scipy.signal
 import torch
 
 from .audio import AudioError, load_audio
-from .config import resolve_device
+from .config import from_section, resolve_device
 from .extraction import feature_path
 
 METHODS = ("slides", "tiles")
@@ -93,12 +93,7 @@ class SpectroConfig:
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any]) -> "SpectroConfig":
-        """Build from a params.yaml section; a misspelt key is an error, never silently ignored."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - names)
-        if unknown:
-            raise ValueError(f"unknown spectro setting(s) {unknown}; valid keys: {sorted(names)}")
-        return cls(**dict(section))
+        return from_section(cls, section, "spectro")
 
     @property
     def n_rows(self) -> int:

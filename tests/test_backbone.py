@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ausil_lib.backbone import (DESCRIPTOR_DIM, MAC_TAPS, BackboneWeightsError, KumarCNN, MacExtractor,
-                                load_audioset_state_dict, load_backbone, save_backbone)
+                                load_audioset_state_dict, load_backbone, save_state)
 from ausil_lib.download import sha256_file
 
 TAP_WIDTHS = [16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 1024]
@@ -145,7 +145,7 @@ def test_random_backbone_only_when_named_and_labelled(tmp_path: Path) -> None:
 
 
 def test_auto_prefers_audioset_then_trained(tmp_path: Path) -> None:
-    save_backbone(tmp_path / "trained.pt", randomised_model(7), {"note": "test"})
+    save_state(tmp_path / "trained.pt", randomised_model(7), {"note": "test"})
     _, info = load_backbone(_params(tmp_path))
     assert info.source == "trained"
     torch.save(randomised_model(8).state_dict(), tmp_path / "as.pkl")
