@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from .corpus import DA, JUNK
+from .config import resolve_device
 from .evaluation import evaluate
 from .extraction import feature_path, load_features
 from .formats import atomic_write_json, read_annotations, read_ids
@@ -98,13 +99,16 @@ def validation_map(model: AuSiL, val: Mapping[str, np.ndarray], bench_dir: Path,
 def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str], corpus_dir: str | os.PathLike[str],
                 output: str | os.PathLike[str], curve_path: str | os.PathLike[str], backbone_label: str,
                 progress: bool = True) -> dict[str, Any]:
-    """Learn PCA, mine triplets, train `max_steps` steps (`budget_s` is a safety cap), keep the best val checkpoint."""
+    """Learn PCA, mine triplets, train `max_steps` steps (`budget_s` is a safety cap), keep the best val checkpoint.
+
+    A checkpoint written at every validation lets a killed run resume where it stopped, with the
+    same triplet draws as an uninterrupted run.
+    """
     cfg = params["training"]
     seed = int(cfg.get("seed", params.get("seed", 0)))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    device = torch.device("cuda" if params.get("device", "auto") in ("auto", "cuda") and torch.cuda.is_available()
-                          else "cpu")
+    device = resolve_device(params.get("device", "auto"))
     features_dir, corpus_dir = Path(features_dir), Path(corpus_dir)
     train = load_benchmark_features(features_dir, corpus_dir / "train")
     val = load_benchmark_features(features_dir, corpus_dir / "val")
@@ -123,9 +127,18 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
     best = {"val_map": validation_map(model, val, corpus_dir / "val", device), "step": 0}
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     curve = [{"step": 0, "loss": None, "val_map": round(best["val_map"], 5), "seconds": 0.0}]
-    start = time.perf_counter()
-    bar = tqdm(total=max_steps, desc="ausil", unit="step", disable=not progress)
-    step = 0
+    step, elapsed = 0, 0.0
+    ckpt = Path(output).with_name(Path(output).name + ".ckpt")
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["config"] == dict(cfg) and state["backbone"] == backbone_label:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            rng.bit_generator.state = state["rng"]
+            step, elapsed, best, best_state, curve = (state[k] for k in ("step", "elapsed", "best", "best_state",
+                                                                        "curve"))
+    start = time.perf_counter() - elapsed
+    bar = tqdm(total=max_steps, initial=step, desc="ausil", unit="step", disable=not progress)
     while step < max_steps and time.perf_counter() - start < budget:
         model.train()
         picks = rng.choice(len(triplets.items), size=min(batch, len(triplets.items)), replace=False)
@@ -140,15 +153,20 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
         opt.step()
         step += 1
         bar.update(1)
-        point: dict[str, Any] = {"step": step, "loss": round(float(total), 5),
+        point: dict[str, Any] = {"step": step, "loss": round(total.item(), 5),
                                  "seconds": round(time.perf_counter() - start, 1)}
         if step % eval_every == 0:
             point["val_map"] = round(validation_map(model, val, corpus_dir / "val", device), 5)
             if point["val_map"] > best["val_map"]:
                 best = {"val_map": point["val_map"], "step": step}
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            bar.set_postfix(loss=f"{float(total):.3f}", val_map=f"{point['val_map']:.3f}")
+            bar.set_postfix(loss=f"{point['loss']:.3f}", val_map=f"{point['val_map']:.3f}")
         curve.append(point)
+        if step % eval_every == 0:
+            _checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                               "rng": rng.bit_generator.state, "elapsed": time.perf_counter() - start,
+                               "best": best, "best_state": best_state, "curve": curve, "config": dict(cfg),
+                               "backbone": backbone_label})
     bar.close()
     model.load_state_dict(best_state)
     meta = {"backbone": backbone_label, "steps": step,
@@ -160,4 +178,12 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
     save_model(output, model.cpu(), meta)
     atomic_write_json(curve_path, curve)
     atomic_write_json(Path(curve_path).with_suffix(".meta.json"), meta)
+    ckpt.unlink(missing_ok=True)
     return meta
+
+
+def _checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(dict(state), tmp)
+    os.replace(tmp, path)

@@ -115,3 +115,55 @@ def test_similarity_runner_writes_results_and_resumes(extractor: Extractor, tmp_
     assert "missing file" in out.with_name("sims.failures.tsv").read_text()
     assert timing["failed"] == 1 and timing["queries"] == 1
     assert not out.with_name("sims.json.partial").exists()
+
+
+def _tiny_training_setup(tmp_path: Path) -> tuple[dict, Path, Path]:
+    """Six random 'videos' with noisy copies, as feature files plus train/val annotations."""
+    from ausil_lib.extraction import feature_path, save_features
+    from ausil_lib.formats import write_annotations, write_ids
+
+    rng = np.random.default_rng(5)
+    feats, corpus = tmp_path / "feat", tmp_path / "corpus"
+    for split in ("train", "val"):
+        ids = []
+        for k in range(3):
+            base = rng.random((12, 2528)).astype(np.float32)
+            for vid, desc in ((f"{split}{k}", base), (f"{split}{k}c", noisy_copy(base, 0.05, k))):
+                save_features(feature_path(feats, vid), desc, {"video_id": vid})
+                ids.append(vid)
+        write_ids(corpus / split / "dataset_ids.txt", ids)
+        write_annotations(corpus / split / "annotation.json",
+                          {f"{split}{k}": {"DA": [f"{split}{k}c"], "JUNK": []} for k in range(3)})
+    params = {"seed": 0, "device": "cpu", "training": {
+        "pca_sample_size": 100, "pca_eps": 1e-2, "positive_max_distance": 2.0, "negative_margin": 2.0,
+        "gamma": 1.0, "r": 0.1, "learning_rate": 1e-3, "batch_triplets": 4, "max_steps": 6, "budget_s": 600,
+        "eval_every": 2}}
+    return params, feats, corpus
+
+
+def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypatch) -> None:
+    from ausil_lib import training
+
+    params, feats, corpus = _tiny_training_setup(tmp_path)
+    training.train_ausil(params, feats, corpus, tmp_path / "a.pt", tmp_path / "a.json", "test", progress=False)
+
+    calls = {"n": 0}
+    real_loss = training.triplet_loss
+
+    def dies_in_step_four(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3 * params["training"]["batch_triplets"]:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training, "triplet_loss", dies_in_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_ausil(params, feats, corpus, tmp_path / "b.pt", tmp_path / "b.json", "test", progress=False)
+    assert (tmp_path / "b.pt.ckpt").is_file()  # the checkpoint of step 2 survived
+    monkeypatch.setattr(training, "triplet_loss", real_loss)
+    training.train_ausil(params, feats, corpus, tmp_path / "b.pt", tmp_path / "b.json", "test", progress=False)
+    assert not (tmp_path / "b.pt.ckpt").exists()
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
