@@ -220,21 +220,30 @@ def load_manifest(sources_dir: str | os.PathLike[str]) -> list[Recording]:
 
 
 def verify_against_dvc(dvc_file: str | os.PathLike[str], strict: bool = True) -> None:
-    """Compare the materialised sources with the hash DVC pinned in `dvc_file`.
+    """Check that the materialised sources hash to the pins DVC holds in `dvc_file`.
 
-    `dvc repro` would silently re-pin changed sources; this check makes a difference an error
-    (strict) or records the new pins on purpose (strict=False, for a user's own music).
+    The workspace is hashed by committing it to the local DVC cache (a fresh clone has no cache,
+    so DVC would only report "not in cache"); if that moved the pin, the pin is put back and the
+    sources are refused (strict), or the new pin is kept on purpose (strict=False, a user's own
+    music). `dvc repro` alone would silently re-pin changed sources.
     """
     from dvc.repo import Repo
 
-    target = str(dvc_file)
+    target = Path(dvc_file)
+    pinned = target.read_text(encoding="utf-8")
     with Repo(".") as repo:
-        status = repo.status(targets=[target])
-        if not status:
+        if not repo.status(targets=[str(target)]):
             return
-        if not strict:
-            repo.commit(target, force=True)
-            return
-    raise SourceError(f"the fetched sources differ from the pins in {target} ({status}); a different package "
-                      "version or espeak-ng build produced other bytes. Re-run with --accept to pin these sources "
-                      "on purpose.")
+        repo.commit(str(target), force=True)
+    if _pins(target.read_text(encoding="utf-8")) == _pins(pinned) or not strict:
+        return
+    target.write_text(pinned, encoding="utf-8")
+    raise SourceError(f"the fetched sources differ from the pins in {target}: a different package version or "
+                      "espeak-ng build produced other bytes. Re-run with --accept to pin these sources on purpose.")
+
+
+def _pins(dvc_text: str) -> list[tuple[str, str]]:
+    """(path, hash) of every output a .dvc file pins."""
+    import yaml
+
+    return [(o["path"], o["md5"]) for o in (yaml.safe_load(dvc_text) or {}).get("outs", [])]
