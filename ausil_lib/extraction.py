@@ -141,9 +141,17 @@ class Extractor:
     def descriptors(self, segments: torch.Tensor) -> np.ndarray:
         return self.mac.extract(segments, self.batch_size)
 
-    def extract_file(self, path: str | os.PathLike[str]) -> np.ndarray:
-        segments, _ = self.prepare(path)
-        return self.descriptors(segments)
+    def store(self, video_id: str, path: str, prepared: tuple[torch.Tensor, float],
+              output_dir: str | os.PathLike[str]) -> np.ndarray:
+        """Descriptors of a decoded file, written to its feature file."""
+        segments, duration = prepared
+        desc = self.descriptors(segments)
+        save_features(feature_path(output_dir, video_id), desc, self.meta(video_id, path, duration, desc.shape[0]))
+        return desc
+
+    def extract_to(self, video_id: str, path: str, output_dir: str | os.PathLike[str]) -> np.ndarray:
+        """Decode, describe and store one file now; AudioError for a bad file (no report is touched)."""
+        return self.store(video_id, path, self.prepare(path), output_dir)
 
     def meta(self, video_id: str, path: str, duration: float, n_segments: int) -> dict[str, Any]:
         return {"video_id": video_id, "path": str(path), "duration_s": round(duration, 4),
@@ -168,11 +176,9 @@ class Extractor:
                 report.failed[vid] = (path, str(result.reason) if isinstance(result, AudioError)
                                       else f"{type(result).__name__}: {result}")
             else:
-                segments, duration = result
-                desc = self.descriptors(segments)
-                save_features(feature_path(output_dir, vid), desc, self.meta(vid, path, duration, desc.shape[0]))
+                self.store(vid, path, result, output_dir)
                 report.extracted.append(vid)
-                report.audio_seconds += duration
+                report.audio_seconds += result[1]
             bar.update(1)
             bar.set_postfix(failed=len(report.failed))
         bar.close()
@@ -186,8 +192,7 @@ class Extractor:
         window = max(1, workers)
         with ThreadPoolExecutor(max_workers=window) as pool:
             pending: list[tuple[str, str, Future]] = []
-            items = iter(todo)
-            for vid, path in items:
+            for vid, path in todo:
                 pending.append((vid, path, pool.submit(self.prepare, path)))
                 if len(pending) > window:
                     yield self._resolve(*pending.pop(0))

@@ -91,11 +91,9 @@ class AusilMethod:
     def descriptors(self, vid: str, path: str) -> np.ndarray:
         """Stored descriptors, extracted now (and stored) when missing or made by another backbone."""
         fpath = feature_path(self.features_dir, vid)
-        if not is_current(fpath, self.extractor.signature):
-            self.extractor.run({vid: path}, self.features_dir, workers=1, progress=False)
-            if not fpath.is_file():
-                raise AudioError(path, _failure_reason(self.features_dir, vid))
-        return load_features(fpath).descriptors
+        if is_current(fpath, self.extractor.signature):
+            return load_features(fpath).descriptors
+        return self.extractor.extract_to(vid, path, self.features_dir)
 
     @torch.no_grad()
     def embed(self, desc: np.ndarray) -> torch.Tensor:
@@ -114,16 +112,6 @@ class AusilMethod:
     def query(self, query_id: str, path: str) -> dict[str, float]:
         q = self.embed(self.descriptors(query_id, path))
         return {vid: float(self.model.similarity(q, emb)) for vid, emb in self.db.items()}
-
-
-def _failure_reason(features_dir: Path, vid: str) -> str:
-    report = features_dir / "failures.tsv"
-    if report.is_file():
-        for line in report.read_text(encoding="utf-8").splitlines()[1:]:
-            parts = line.split("\t")
-            if parts[0] == vid:
-                return parts[2]
-    return "feature extraction failed"
 
 
 def ausil_scores(model: AuSiL, queries: Mapping[str, np.ndarray], database: Mapping[str, np.ndarray],

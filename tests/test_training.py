@@ -113,6 +113,7 @@ def test_similarity_runner_writes_results_and_resumes(extractor: Extractor, tmp_
     results = json.loads(out.read_text())
     assert set(results["v0"]) == {"v0", "v1", "v2"} and results["v0"]["v0"] == pytest.approx(1.0, abs=1e-5)
     assert "missing file" in out.with_name("sims.failures.tsv").read_text()
+    assert not (tmp_path / "feat" / "failures.tsv").exists()  # the features stage's report is never rewritten
     assert timing["failed"] == 1 and timing["queries"] == 1
     assert not out.with_name("sims.json.partial").exists()
 
