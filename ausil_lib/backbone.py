@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .config import full_float32
 from .download import sha256_file
 
 AUDIOSET_CLASSES = 527
@@ -113,7 +114,8 @@ class MacExtractor(nn.Module):
     @torch.inference_mode()
     def forward(self, segments: torch.Tensor) -> torch.Tensor:
         x = segments.to(self.device, dtype=torch.float32).contiguous(memory_format=self.memory_format)
-        return mac_descriptor(list(zip(self.names, self.layers)), x)
+        with full_float32():
+            return mac_descriptor(list(zip(self.names, self.layers)), x)
 
     def extract(self, segments: torch.Tensor, batch_size: int = 128) -> np.ndarray:
         """(n, 1, frames, mels) -> float32 (n, 2528), `batch_size` segments per call."""

@@ -98,3 +98,49 @@ def run_speed_benchmark(params: Mapping[str, Any]) -> dict[str, Any]:
                 "end_to_end_x_real_time": seconds / total,
             }
     return results
+
+
+def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float = 100.0) -> dict[str, Any]:
+    """Throughput of the real-dataset extraction path (`ausil extract --store`): `n_videos` distinct
+    synthetic mp4 files through the DataLoader decoding workers, packed backbone batches and the
+    sharded store, with and without mixed precision (which only acts on CUDA)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .backbone import BackboneInfo
+    from .bulk_extraction import extract_to_store
+    from .extraction import Extractor
+    from .store import FeatureStore
+
+    device = resolve_device(params.get("device", "auto"))
+    sr = int(params.get("audio", {}).get("sample_rate", 44100))
+    bb, dsets = params.get("backbone", {}), params.get("datasets", {})
+    workers = int(dsets.get("decode_workers", 2))
+    torch.manual_seed(0)
+    mac = MacExtractor(KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)),
+                       channels_last=bool(bb.get("channels_last", True)))
+    extractor = Extractor(mac, BackboneInfo("random", "random (speed benchmark)", "bench"),
+                          FeatureConfig.from_params(params), params.get("audio", {}))
+    out: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                           "machine": machine_description(device), "videos": n_videos, "video_seconds": seconds,
+                           "decode_workers": workers, "batch_segments": int(dsets.get("batch_segments", 2048)),
+                           "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        videos = {f"v{i:05d}": str(Path(tmp) / f"v{i:05d}.mp4") for i in range(n_videos)}
+
+        def make(item: tuple[int, str]) -> None:
+            encode(item[1], test_signal(seconds, sr, seed=item[0]), sr,
+                   ["-c:v", "libx264", "-c:a", "aac", "-b:a", "128k"], still_image=True)
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            list(pool.map(make, enumerate(videos.values())))
+        for amp in (False, True):
+            with FeatureStore(Path(tmp) / f"store_amp{int(amp)}", extractor.signature,
+                              dtype=dsets.get("store_dtype", "float32")) as store:
+                report = extract_to_store(extractor, videos, store, workers=workers,
+                                          batch_segments=out["batch_segments"], amp=amp, progress=False)
+            wall = report.wall_seconds
+            out["runs"]["amp" if amp else "fp32"] = {
+                "failed": len(report.failed), "wall_s": round(wall, 2), "videos_per_s": round(n_videos / wall, 2),
+                "s_per_100s_of_audio": round(wall / (n_videos * seconds) * 100, 4),
+                "x_real_time": round(n_videos * seconds / wall, 1), "amp_active": amp and device.type == "cuda"}
+    return out

@@ -27,12 +27,29 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     params = _params(args)
     videos = read_video_list(args.videos)
-    extractor = Extractor.from_params(params, args.time_step_ms)
+    time_step = args.time_step_ms
+    if args.dataset:
+        from .dataset_pipeline import dataset_config
+
+        time_step = int(dataset_config(params, args.dataset).get("time_step_ms", time_step or 1000))
+    extractor = Extractor.from_params(params, time_step)
     print(f"backbone: {extractor.backbone.label}", file=sys.stderr)
     print(f"device: {extractor.mac.device}; time step {extractor.cfg.time_step_ms} ms; "
           f"{len(videos)} videos -> {args.output_dir}", file=sys.stderr)
-    workers = args.workers if args.workers is not None else int(params.get("extract", {}).get("decode_workers", 2))
-    report = extractor.run(videos, args.output_dir, workers=workers, progress=not args.no_progress)
+    if args.store:
+        from .bulk_extraction import extract_to_store
+        from .store import FeatureStore
+
+        cfg = params.get("datasets", {})
+        workers = args.workers if args.workers is not None else int(cfg.get("decode_workers", 2))
+        with FeatureStore(args.output_dir, extractor.signature, dtype=cfg.get("store_dtype", "float32"),
+                          shard_videos=int(cfg.get("shard_videos", 256))) as store:
+            report = extract_to_store(extractor, videos, store, workers=workers,
+                                      batch_segments=int(cfg.get("batch_segments", 2048)), amp=bool(cfg.get("amp")),
+                                      progress=not args.no_progress)
+    else:
+        workers = args.workers if args.workers is not None else int(params.get("extract", {}).get("decode_workers", 2))
+        report = extractor.run(videos, args.output_dir, workers=workers, progress=not args.no_progress)
     for vid, (path, reason) in sorted(report.failed.items()):
         print(f"FAILED {vid}: {path}: {reason}", file=sys.stderr)
     print(report.summary())
@@ -78,6 +95,15 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
     from .benchmark import run_speed_benchmark
     from .formats import atomic_write_json
 
+    if args.bulk_videos:
+        from .benchmark import run_bulk_benchmark
+
+        results = run_bulk_benchmark(_params(args), args.bulk_videos)
+        atomic_write_json(args.output, results)
+        for name, r in results["runs"].items():
+            print(f"{name}: {r['videos_per_s']} videos/s, {r['x_real_time']}x real time, {r['failed']} failed")
+        print(f"written: {args.output}")
+        return 0
     results = run_speed_benchmark(_params(args))
     atomic_write_json(args.output, results)
     for step, r in results["time_steps"].items():
@@ -203,6 +229,46 @@ def _method(args: argparse.Namespace, params: dict):
     raise ValueError(f"unknown method {args.method!r}")
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    """The real-dataset stages (see dataset_pipeline); each prints what it did as JSON."""
+    import json
+
+    from . import dataset_pipeline as dp
+
+    params = _params(args)
+    progress = not args.no_progress
+    if args.step == "annotations":
+        out = dp.stage_annotations(params, args.dataset, progress)
+    elif args.step == "videos":
+        out = dp.stage_videos(params, args.dataset, progress)
+    elif args.step == "benchmarks":
+        out = dp.stage_benchmarks(params, args.dataset, progress)
+    else:
+        if not (args.model and args.features_dir and args.results_dir and args.metrics_dir and args.plots_dir):
+            raise ValueError("evaluate needs --model, --features-dir, --results-dir, --metrics-dir and --plots-dir")
+        out = dp.stage_evaluate(params, args.dataset, args.model, args.features_dir, args.results_dir,
+                                args.metrics_dir, args.plots_dir, args.variant, progress)
+    print(json.dumps(out, indent=1, sort_keys=True))
+    return 0
+
+
+def cmd_dataset_budget(args: argparse.Namespace) -> int:
+    import json
+
+    from .budget import estimate, load_speed_report, measure_pair_ms, render
+    from .config import resolve_device
+    from .dataset_pipeline import dataset_config
+
+    params = _params(args)
+    pair = measure_pair_ms(resolve_device(params.get("device", "auto")))
+    bulk = load_speed_report(args.bulk_report) if args.bulk_report else None
+    for name in args.dataset:
+        budget = estimate(name, dataset_config(params, name), params, load_speed_report(args.speed_report), pair,
+                          bulk)
+        print(json.dumps(budget, indent=1) if args.json else render(budget))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_notebooks
 
@@ -236,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="segment step in ms (default: features.time_step_ms in params.yaml)")
     p.add_argument("--workers", type=int, default=None,
                    help="files decoded ahead of the backbone (default: extract.decode_workers)")
+    p.add_argument("--dataset", default=None,
+                   help="a key of params.yaml datasets: use its time_step_ms (SVD: 125 ms)")
+    p.add_argument("--store", action="store_true",
+                   help="write a sharded feature store (real datasets: DataLoader decoding workers, large batches, "
+                        "mixed precision on GPU; params datasets.*) instead of one .npz per video")
     p.add_argument("--fail-on-error", action="store_true", help="exit with status 3 if any video failed")
     p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
                    help="override backbone.source; main keeps params.yaml's choice")
@@ -266,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Time decoding, log-mel, the backbone and the whole front end on a synthetic "
             "benchmark_speed.audio_seconds-long mp4 and write the numbers (with date and machine) to JSON.")
     p.add_argument("--output", default="reports/speed.json", help="JSON file to write (default: %(default)s)")
+    p.add_argument("--bulk-videos", type=int, default=0,
+                   help="instead: throughput of `extract --store` over this many distinct 100 s videos "
+                        "(decoding workers, packed batches, fp32 and mixed precision)")
 
     p = add("fetch-sources", cmd_fetch_sources, "materialise the embedded corpus's source recordings",
             "Download the pinned Debian music packages (apt-get download + dpkg-deb -x, no root needed) or copy "
@@ -334,6 +408,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
                    help="override backbone.source; main keeps params.yaml's choice (must match the model's features)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("dataset", cmd_dataset, "one real-dataset stage (FIVR-200K/5K_a, SVD_a, VCDB, EVVE)",
+            "Run one stage for a dataset defined in params.yaml `datasets`: 'annotations' fetches the "
+            "annotation files (checksummed), validates them and composes the tasks (FIVR-5K_a subset, audio, "
+            "visual, training splits); 'videos' downloads the media (yt-dlp for FIVR's YouTube ids: resumable, "
+            "rate-limited, unavailable videos recorded; distribution archives for SVD, VCDB, EVVE); "
+            "'benchmarks' matches files to the plan, renders the speed copies and writes every task's "
+            "benchmark directory; 'evaluate' scores every task with AuSiL from the sharded feature store and "
+            "writes results, metrics and PR points. See `ausil dataset-budget` for a dry run.")
+    p.add_argument("step", choices=["annotations", "videos", "benchmarks", "evaluate"])
+    p.add_argument("--dataset", required=True, help="a key of params.yaml datasets (fivr200k, fivr5k, svd, ...)")
+    p.add_argument("--model", default=None, help="evaluate: AuSiL model file")
+    p.add_argument("--variant", default="full", choices=["mac", "mac_w", "mac_w_a", "full"])
+    p.add_argument("--features-dir", default=None, help="evaluate: the dataset's feature store")
+    p.add_argument("--results-dir", default=None, help="evaluate: where results/<task>.json go")
+    p.add_argument("--metrics-dir", default=None, help="evaluate: where metrics/<task>.json go")
+    p.add_argument("--plots-dir", default=None, help="evaluate: where the PR points <task>.json go")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add("dataset-budget", cmd_dataset_budget, "dry run: disk, time and GPU budget of a real dataset",
+            "Print, before anything is fetched, the media and feature disk, the download, extraction and "
+            "similarity time and the GPU memory of each named dataset, from its published size "
+            "(datasets.<name>.stats), the extraction speed measured by benchmark-speed and a similarity "
+            "timing measured now on this machine's device.")
+    p.add_argument("dataset", nargs="+", help="keys of params.yaml datasets")
+    p.add_argument("--speed-report", default="reports/speed.json",
+                   help="benchmark-speed output measured on the machine that will extract (default: %(default)s)")
+    p.add_argument("--bulk-report", default=None,
+                   help="optional `benchmark-speed --bulk-videos` output from that machine (parallel decoding)")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
 
     p = add("report", cmd_report, "execute the notebooks with papermill and render them to HTML",
             "Run every notebook in notebooks/ with papermill (parameter root), write the executed notebooks and "

@@ -214,3 +214,27 @@ def write_failures(path: Path, failed: Mapping[str, tuple[str, str]]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+class FeatureDir:
+    """A directory of per-video feature files, read through the same calls as a FeatureStore."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __contains__(self, video_id: object) -> bool:
+        return isinstance(video_id, str) and bool(video_id) and feature_path(self.root, video_id).is_file()
+
+    def get(self, video_id: str) -> np.ndarray:
+        return load_features(feature_path(self.root, video_id)).descriptors
+
+    def n_segments(self, video_id: str) -> int:
+        return int(self.get(video_id).shape[0])
+
+
+def open_features(root: str | os.PathLike[str]):
+    """The descriptors under `root`, whichever layout wrote them: a sharded store (`ausil extract --store`,
+    real datasets) or one file per video (the embedded corpus)."""
+    from .store import HEADER_FILE, FeatureStore
+
+    return FeatureStore(root, readonly=True) if (Path(root) / HEADER_FILE).is_file() else FeatureDir(root)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DESCRIPTOR_DIM, save_state
+from .config import full_float32
 
 VARIANTS = ("mac", "mac_w", "mac_w_a", "full")
 EPS = 1e-15  # L2 normalisation epsilon of the reference
@@ -39,10 +40,11 @@ class SimilarityCNN(nn.Module):
     def forward(self, sim: torch.Tensor) -> torch.Tensor:
         """(batch, X, Y) -> raw output (batch, X // 4, Y // 4), before the hard tanh."""
         x = sim.unsqueeze(1)
-        x = F.max_pool2d(F.relu(self.conv1(F.pad(x, (1, 1, 1, 1), mode="replicate"))), 2)
-        x = F.max_pool2d(F.relu(self.conv2(F.pad(x, (1, 1, 1, 1), mode="replicate"))), 2)
-        x = F.relu(self.conv3(F.pad(x, (1, 1, 1, 1), mode="replicate")))
-        return self.fconv(x).squeeze(1)
+        with full_float32():
+            x = F.max_pool2d(F.relu(self.conv1(F.pad(x, (1, 1, 1, 1), mode="replicate"))), 2)
+            x = F.max_pool2d(F.relu(self.conv2(F.pad(x, (1, 1, 1, 1), mode="replicate"))), 2)
+            x = F.relu(self.conv3(F.pad(x, (1, 1, 1, 1), mode="replicate")))
+            return self.fconv(x).squeeze(1)
 
 
 def repeat_to(x: torch.Tensor, min_segments: int) -> torch.Tensor:
@@ -95,6 +97,15 @@ class AuSiL(nn.Module):
     def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Video-to-video similarity of two embedded videos (hard tanh, then Chamfer)."""
         return chamfer(torch.clamp(self.sim_output(q, c), -1.0, 1.0))
+
+    def similarity_many(self, q: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        """One embedded query against (batch, N, dims) embedded candidates of one length N (each already
+        repeated to `min_segments`) -> (batch,). Same padding and pooling as `similarity` pair by pair:
+        candidates of equal length batch exactly, so batching changes the speed, never the numbers."""
+        sim = torch.matmul(repeat_to(q, self.min_segments), cands.transpose(1, 2))
+        if self.variant == "full":
+            sim = self.cnn(sim)
+        return chamfer(torch.clamp(sim, -1.0, 1.0))
 
     def forward(self, q_desc: torch.Tensor, c_desc: torch.Tensor) -> torch.Tensor:
         return self.similarity(self.embed(q_desc), self.embed(c_desc))

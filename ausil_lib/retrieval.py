@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .audio import AudioError
 from .extraction import Extractor, feature_path, is_current, load_features
 from .formats import atomic_write_json, write_results
-from .model import AuSiL
+from .model import AuSiL, repeat_to
 
 
 class Method(Protocol):
@@ -125,3 +125,68 @@ def ausil_scores(model: AuSiL, queries: Mapping[str, np.ndarray], database: Mapp
             q = model.embed(torch.from_numpy(desc).to(device))
             out[qid] = {v: float(model.similarity(q, emb)) for v, emb in db.items()}
     return out
+
+
+class DescriptorSource(Protocol):
+    """Read access to stored descriptors (a FeatureStore, or a directory of per-video files)."""
+
+    def __contains__(self, video_id: object) -> bool: ...
+
+    def n_segments(self, video_id: str) -> int: ...
+
+    def get(self, video_id: str) -> np.ndarray: ...
+
+
+def _repeated_length(n: int, min_segments: int) -> int:
+    """Rows after `repeat_to`: the bucket key under which candidates batch exactly."""
+    while n < min_segments:
+        n *= 2
+    return n
+
+
+@torch.no_grad()
+def score_stored(model: AuSiL, source: DescriptorSource, query_ids: Sequence[str], database_ids: Sequence[str],
+                 device: torch.device | str = "cpu", batch_bytes: int = 1 << 30, progress: bool = True
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, str], dict[str, Any]]:
+    """All queries against the whole database, reading the database once, in exact length buckets.
+
+    Candidates are grouped by their length after repetition and scored in batches of up to
+    `batch_bytes` of embedded descriptors with `AuSiL.similarity_many`, every query per batch, so a
+    collection of hundreds of thousands of videos streams through the GPU once. Videos without stored
+    descriptors are returned as failures (id -> reason) and left out of every ranking.
+    Returns (results, failures, timing).
+    """
+    device = torch.device(device)
+    model = model.to(device).eval()
+    missing = "no stored descriptors (extraction failed or was not run)"
+    failures = {v: missing for v in dict.fromkeys([*query_ids, *database_ids]) if v not in source}
+    t0 = time.perf_counter()
+    queries = {q: model.embed(torch.from_numpy(np.asarray(source.get(q))).to(device))
+               for q in query_ids if q not in failures}
+    buckets: dict[int, list[str]] = {}
+    for vid in database_ids:
+        if vid not in failures:
+            buckets.setdefault(_repeated_length(source.n_segments(vid), model.min_segments), []).append(vid)
+    results: dict[str, dict[str, float]] = {q: {} for q in queries}
+    row_bytes = model.pca_mean.numel() * 4
+    bar = tqdm(total=sum(len(v) for v in buckets.values()), desc="ausil similarity", unit="video",
+               disable=not progress, file=sys.stderr)
+    for length, ids in sorted(buckets.items()):
+        step = max(1, batch_bytes // (length * row_bytes))
+        for start in range(0, len(ids), step):
+            chunk = ids[start:start + step]
+            rows = [repeat_to(torch.from_numpy(np.asarray(source.get(v))), model.min_segments) for v in chunk]
+            cands = model.embed(torch.stack(rows).to(device))
+            for q, emb in queries.items():
+                sims = model.similarity_many(emb, cands).tolist()
+                results[q].update(zip(chunk, sims))
+            bar.update(len(chunk))
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - t0
+    pairs = sum(len(r) for r in results.values())
+    timing = {"queries": len(queries), "database": len(database_ids), "failed": len(failures),
+              "pairs": pairs, "query_s": round(elapsed, 3), "ms_per_pair": round(1000 * elapsed / max(1, pairs), 4),
+              "device": str(device), "buckets": len(buckets)}
+    return results, failures, timing

@@ -22,20 +22,17 @@ from tqdm import tqdm
 from .corpus import DA, JUNK
 from .config import resolve_device
 from .evaluation import evaluate
-from .extraction import feature_path, load_features
+from .extraction import open_features
 from .formats import atomic_write_json, read_annotations, read_ids
 from .model import AuSiL, learn_pca, save_model, triplet_loss
 from .retrieval import ausil_scores
 
 
 def load_benchmark_features(features_dir: Path, bench_dir: Path) -> dict[str, np.ndarray]:
-    """Descriptors of every video of a benchmark that has a feature file (failed videos are absent)."""
-    out = {}
-    for vid in read_ids(bench_dir / "dataset_ids.txt"):
-        path = feature_path(features_dir, vid)
-        if path.is_file():
-            out[vid] = load_features(path).descriptors
-    return out
+    """Descriptors of every video of a benchmark that has stored features (failed videos are absent);
+    per-video files and sharded stores alike."""
+    source = open_features(features_dir)
+    return {vid: source.get(vid) for vid in read_ids(bench_dir / "dataset_ids.txt") if vid in source}
 
 
 def global_vectors(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,0 +1,151 @@
+"""Dry run: the disk, time and GPU budget of a real dataset, printed before anything is fetched.
+
+Sizes come from params.yaml (`datasets.<name>.stats`: the published video counts and mean
+durations); speeds come from measurements, never from guesses: the extraction speed from a
+`benchmark-speed` report, and the similarity cost per pair from a timing run on this machine
+(`measure_pair_ms`). Every estimate says which measurement it scales.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .backbone import DESCRIPTOR_DIM
+from .model import AuSiL
+from .retrieval import score_stored
+
+GB = 1e9
+FLAC_BYTES_PER_S = 44100 * 2 * 0.6   # mono 16-bit at 44.1 kHz, FLAC at about 60 % of PCM
+
+
+class ArraySource:
+    """In-memory descriptors behind the store interface (timing only)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.arrays = arrays
+
+    def __contains__(self, vid: object) -> bool:
+        return vid in self.arrays
+
+    def n_segments(self, vid: str) -> int:
+        return self.arrays[vid].shape[0]
+
+    def get(self, vid: str) -> np.ndarray:
+        return self.arrays[vid]
+
+
+def measure_pair_ms(device: torch.device, n_segments: int = 100, n_videos: int = 256, n_queries: int = 4,
+                    seed: int = 0) -> dict[str, float]:
+    """Full-AuSiL milliseconds per pair for videos of `n_segments` segments (100 s at t = 1 s) on `device`,
+    through the same batched scorer the evaluation stage uses (random weights: the cost does not
+    depend on them)."""
+    rng = np.random.default_rng(seed)
+    arrays = {f"v{i}": rng.standard_normal((n_segments, DESCRIPTOR_DIM)).astype(np.float32)
+              for i in range(n_videos + n_queries)}
+    ids = sorted(arrays)
+    model = AuSiL()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    score_stored(model, ArraySource(arrays), ids[:1], ids[:8], device, progress=False)   # warm-up
+    start = time.perf_counter()
+    _, _, timing = score_stored(model, ArraySource(arrays), ids[:n_queries], ids[n_queries:], device,
+                                progress=False)
+    elapsed = time.perf_counter() - start
+    out = {"ms_per_pair": 1000 * elapsed / timing["pairs"], "n_segments": n_segments, "device": str(device)}
+    if device.type == "cuda":
+        out["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / GB
+    return out
+
+
+def segments(duration_s: float, step_ms: int, window_s: float = 2.0) -> int:
+    return max(1, int((duration_s - window_s) * 1000 // step_ms) + 1)
+
+
+def estimate(name: str, cfg: Mapping[str, Any], params: Mapping[str, Any], speed: Mapping[str, Any],
+             pair: Mapping[str, float], bulk: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The budget of one dataset; `speed` is a benchmark-speed report, `pair` a measure_pair_ms result,
+    `bulk` an optional `benchmark-speed --bulk-videos` report (parallel decoding: the better estimate)."""
+    stats = cfg.get("stats") or {}
+    videos, duration = stats.get("videos"), stats.get("mean_duration_s")
+    if not videos or not duration:
+        raise ValueError(f"datasets.{name}.stats needs videos and mean_duration_s for a budget")
+    dsets = params.get("datasets", {})
+    step = int(cfg.get("time_step_ms", params.get("features", {}).get("time_step_ms", 1000)))
+    n_seg = segments(duration, step, float(params.get("features", {}).get("window_s", 2.0)))
+    dtype_bytes = 2 if dsets.get("store_dtype", "float32") == "float16" else 4
+    queries = int(stats.get("queries", 0))
+    factors = dsets.get("speed_factors", []) if cfg["kind"] in ("fivr", "svd") else []
+    hours = videos * duration / 3600
+    media_gb = stats.get("download_gb") or videos * duration * float(dsets.get("budget_audio_kbps", 128)) * 125 / GB
+    steps = speed.get("time_steps", {})
+    per100 = steps.get(str(step), {}).get("end_to_end_s_per_100s")
+    if per100 is None and steps:   # scale the backbone cost with the number of segments
+        ref_step, ref = min(steps.items(), key=lambda kv: abs(int(kv[0]) - step))
+        per100 = ref["end_to_end_s_per_100s"] * int(ref_step) / step
+    source = f"sequential decode + backbone on {speed.get('machine', {}).get('device')}"
+    if bulk and step == 1000 and bulk.get("runs"):   # the bulk benchmark runs at the default 1 s step
+        best = min(bulk["runs"].items(), key=lambda kv: kv[1]["s_per_100s_of_audio"])
+        per100 = best[1]["s_per_100s_of_audio"]
+        source = (f"`extract --store`, {bulk['decode_workers']} decoding workers, {best[0]}, on "
+                  f"{bulk['machine'].get('gpu', bulk['machine'].get('device'))}")
+    extract_h = videos * duration / 100 * per100 / 3600 if per100 else None
+    # similarity cost grows with both matrix sides; scale the measured pair by the segment counts
+    pair_ms = pair["ms_per_pair"] * (n_seg / pair["n_segments"]) ** 2
+    pairs = queries * videos * (2 if factors else 1)
+    return {
+        "dataset": name, "kind": cfg["kind"], "videos": videos, "queries": queries, "hours_of_audio": round(hours, 1),
+        "time_step_ms": step, "segments_per_video": n_seg,
+        "disk_gb": {"media": round(media_gb, 1),
+                    "features": round(videos * n_seg * DESCRIPTOR_DIM * dtype_bytes / GB, 1),
+                    "speed_copies": round(queries * sum(1 / f for f in factors) * duration * FLAC_BYTES_PER_S / GB, 2)},
+        "time_h": {"download_at_rate_limit": _download_hours(videos, media_gb, dsets) if cfg["kind"] == "fivr" else None,
+                   "extraction": round(extract_h, 2) if extract_h is not None else None,
+                   "similarity": round(pairs * pair_ms / 1000 / 3600, 2)},
+        "pairs": pairs,
+        "measured": {"extraction_s_per_100s": round(per100, 4) if per100 else None, "extraction_source": source,
+                     "pair_ms_at_measured_size": round(pair["ms_per_pair"], 4), "pair_device": pair["device"],
+                     "pair_ms_scaled": round(pair_ms, 4), "peak_gpu_gb": pair.get("peak_gpu_gb")},
+    }
+
+
+def _download_hours(videos: int, media_gb: float, dsets: Mapping[str, Any]) -> float | None:
+    """Lower bound from the politeness settings: one request per sleep_s, each at most rate_limit."""
+    yt = dsets.get("youtube", {})
+    rate = str(yt.get("rate_limit") or "")
+    units = {"K": 1e3, "M": 1e6, "G": 1e9}
+    bytes_s = float(rate[:-1]) * units[rate[-1].upper()] if rate and rate[-1].upper() in units else None
+    transfer = media_gb * GB / bytes_s if bytes_s else 0.0
+    return round(max(videos * float(yt.get("sleep_s", 0.0)), transfer) / 3600, 1)
+
+
+def render(budget: Mapping[str, Any]) -> str:
+    """A plain-text table for the terminal."""
+    d, t, m = budget["disk_gb"], budget["time_h"], budget["measured"]
+    lines = [f"Budget for {budget['dataset']} ({budget['kind']}): {budget['videos']:,} videos, "
+             f"{budget['hours_of_audio']:,} h of audio, {budget['queries']} queries, t = {budget['time_step_ms']} ms "
+             f"({budget['segments_per_video']} segments per mean video)",
+             f"  disk: media {d['media']:,} GB, features {d['features']:,} GB, speed copies {d['speed_copies']} GB",
+             "  time: " + (f"download >= {t['download_at_rate_limit']} h (yt-dlp rate limit and pauses), "
+                           if t["download_at_rate_limit"] is not None else "download: archives (size above), ") +
+             "extraction "
+             f"{t['extraction']} h at {m['extraction_s_per_100s']} s per 100 s ({m['extraction_source']}), "
+             f"similarity {t['similarity']} h for {budget['pairs']:,} pairs at {m['pair_ms_scaled']} ms "
+             f"(measured {m['pair_ms_at_measured_size']} ms per 100-segment pair on {m['pair_device']})"]
+    if m.get("peak_gpu_gb") is not None:
+        lines.append(f"  GPU memory: {m['peak_gpu_gb']:.2f} GB peak for the similarity batches measured")
+    else:
+        lines.append("  GPU memory: not measured (no GPU here)")
+    return "\n".join(lines)
+
+
+def load_speed_report(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no speed report; run `ausil benchmark-speed --output {path}` first")
+    return json.loads(path.read_text(encoding="utf-8"))
