@@ -21,13 +21,14 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = [
     "FormatError",
     "PathLike",
+    "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
     "read_annotations",
@@ -48,6 +49,7 @@ _JSON_INDENT = 2
 # Permission bits requested for new files; the process umask is applied by the kernel, as for
 # a plain open(), so atomic writes do not end up with mkstemp's owner-only 0o600.
 _NEW_FILE_MODE = 0o666
+TMP_SUFFIX = ".tmp"   # temporary files of atomic writes: ".<name>.<pid>.<random>.tmp"
 
 
 class FormatError(ValueError):
@@ -68,27 +70,32 @@ class FormatError(ValueError):
 # --------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) so that ``path`` is either the old file or the complete new one.
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Have `write` fill a binary handle so that ``path`` is either the old file or the complete new one.
 
-    The data goes to a temporary file in the same directory (same file system, so the final
-    ``os.replace`` is atomic) and is flushed to disk before the rename. Parent directories are
-    created. The temporary file is removed if anything fails.
+    The data goes to a temporary file ``.<name>.<pid>.<random>.tmp`` in the same directory (same file
+    system, so the final ``os.replace`` is atomic) and is flushed to disk before the rename. Parent
+    directories are created. The temporary file is removed if anything fails.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
-    data = text.encode(_ENCODING)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}{TMP_SUFFIX}")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) atomically (see :func:`atomic_write`)."""
+    data = text.encode(_ENCODING)
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,13 +32,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from .backbone import DESCRIPTOR_DIM
-from .formats import atomic_write_json
+from .formats import TMP_SUFFIX, atomic_write, atomic_write_json
 
 FORMAT = 1
 HEADER_FILE = "store.json"
 DTYPES = ("float32", "float16")
 _SHARD = re.compile(r"^shard-(\d+)\.(npy|json)$")
-_TMP_SUFFIX = ".tmp"
 
 
 class StoreError(ValueError):
@@ -138,7 +136,7 @@ class FeatureStore:
         indexed: set[int] = set()
         arrays: dict[int, Path] = {}
         for path in sorted(self.root.iterdir()):
-            if path.name.startswith(".") and path.name.endswith(_TMP_SUFFIX):
+            if path.name.startswith(".") and path.name.endswith(TMP_SUFFIX):
                 if not self.readonly:
                     path.unlink(missing_ok=True)
                 continue
@@ -244,25 +242,13 @@ class FeatureStore:
         for vid, rows in self._pending.items():
             index.append({"id": vid, "offset": offset, "n_segments": rows.shape[0], "meta": self._entries[vid].meta})
             offset += rows.shape[0]
-        self._write_array(self.root / shard_name(number, "npy"), np.concatenate(list(self._pending.values())))
+        rows = np.concatenate(list(self._pending.values()))
+        atomic_write(self.root / shard_name(number, "npy"), lambda handle: np.save(handle, rows, allow_pickle=False))
         atomic_write_json(self.root / shard_name(number, "json"), {"videos": index})
         for item in index:
             self._entries[item["id"]] = _Entry(number, item["offset"], item["n_segments"], item["meta"])
         self._pending.clear()
         self._next_shard = number + 1
-
-    @staticmethod
-    def _write_array(path: Path, rows: np.ndarray) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}{_TMP_SUFFIX}")
-        try:
-            with open(tmp, "wb") as handle:
-                np.save(handle, rows, allow_pickle=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     def __enter__(self) -> "FeatureStore":
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 SR = 44100
@@ -39,3 +41,12 @@ def chords(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
         out[pos:pos + t.size] = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 5000, 3)) / 3
         pos += n
     return (0.6 * out + 0.02 * rng.standard_normal(out.size)).astype(np.float32)
+
+
+def run_checked(cwd: Path, env: dict[str, str], *cmd: str) -> str:
+    """Run a command (dvc, ausil, git) in `cwd`; fail the test with the end of its output if it fails."""
+    import subprocess
+
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}"
+    return proc.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import yaml
 
 from ausil_lib.audio import encode
 
-from .helpers import SR, chords
+from .helpers import SR, chords, run_checked
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +49,7 @@ def test_dvc_repro_on_a_tiny_corpus(tmp_path: Path) -> None:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
     def run(*cmd: str) -> str:
-        proc = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}"
-        return proc.stdout
+        return run_checked(work, env, *cmd)
 
     run("git", "init", "-q")
     run("dvc", "init", "-q")

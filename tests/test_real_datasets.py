@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from ausil_lib.model import AuSiL
 from ausil_lib.retrieval import score_stored
 from ausil_lib.store import FeatureStore
 
-from .helpers import SR, chords
+from .helpers import SR, chords, run_checked
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,9 +157,7 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
            "FAKE_YT_UNAVAILABLE": str(remote / "unavailable.txt")}
 
     def run(*cmd: str) -> str:
-        proc = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}"
-        return proc.stdout
+        return run_checked(work, env, *cmd)
 
     run("git", "init", "-q")
     run("dvc", "init", "-q")

@@ -181,7 +181,7 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     out = tmp_path / "rendered"
     written = report.run_notebooks(fake_root, out)
     names = sorted(p.name for p in written)
-    stems = ["ablations", "main_comparison", "speed_transformations", "timings"]
+    stems = ["ablations", "main_comparison", "real_datasets", "speed_transformations", "timings"]
     assert names == sorted([f"{s}.ipynb" for s in stems] + [f"{s}.html" for s in stems])
     assert all(p.is_file() for p in written)
     main = nbformat.read(out / "main_comparison.ipynb", as_version=4)
@@ -191,3 +191,14 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     html = (out / "main_comparison.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in html and report.NOT_RUN in html
     assert str(fake_root.resolve()) in (out / "timings.ipynb").read_text(encoding="utf-8")  # parameter injected
+
+
+def test_real_dataset_table(tmp_path: Path) -> None:
+    assert report.real_dataset_table(tmp_path).empty          # nothing run: an empty table, not an error
+    for task, labels, value in (("isvr", ["ND", "DS", "CS", "IS"], 0.2), ("audio", ["DA"], 0.7)):
+        atomic_write_json(tmp_path / "metrics" / "real" / "fivr200k" / "ausil" / f"{task}.json",
+                          {"mAP": value, "n_queries": 3, "relevant_labels": labels})
+    table = report.real_dataset_table(tmp_path)
+    assert list(table.index) == [("fivr200k", "audio", "ausil"), ("fivr200k", "isvr", "ausil")]
+    assert table.loc[("fivr200k", "audio", "ausil"), "paper AuSiL"] == report.PAPER_METHODS["AuSiL"]["FIVR-200K_a"]
+    assert table.loc[("fivr200k", "isvr", "ausil"), "relevant labels"] == "ND,DS,CS,IS"
