@@ -95,6 +95,15 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
     from .benchmark import run_speed_benchmark
     from .formats import atomic_write_json
 
+    if args.similarity_videos:
+        from .benchmark import run_similarity_benchmark
+
+        results = run_similarity_benchmark(_params(args), args.similarity_queries, args.similarity_videos)
+        atomic_write_json(args.output, results)
+        print(f"{results['pairs']} pairs in {results['wall_s']} s: {results['ms_per_pair']} ms per pair "
+              f"({results['buckets']} length buckets)")
+        print(f"written: {args.output}")
+        return 0
     if args.bulk_videos:
         from .benchmark import run_bulk_benchmark
 
@@ -340,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk-videos", type=int, default=0,
                    help="instead: throughput of `extract --store` over this many distinct 100 s videos "
                         "(decoding workers, packed batches, fp32 and mixed precision)")
+    p.add_argument("--similarity-videos", type=int, default=0,
+                   help="instead: time `dataset evaluate`'s AuSiL scorer on this many videos of 20-300 segments")
+    p.add_argument("--similarity-queries", type=int, default=76, help="queries for --similarity-videos")
 
     p = add("fetch-sources", cmd_fetch_sources, "materialise the embedded corpus's source recordings",
             "Download the pinned Debian music packages (apt-get download + dpkg-deb -x, no root needed) or copy "
