@@ -191,22 +191,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_similarity(args: argparse.Namespace) -> int:
     from .formats import read_video_list
-    from .retrieval import run_similarity
+    from .retrieval import BASELINES, baseline_method, run_similarity
 
     params = _params(args)
     queries, database = read_video_list(args.queries), read_video_list(args.database)
-    if args.method == "dejavu":
-        from .dejavu_baseline import DejavuConfig, DejavuMethod, PostgresCluster
-
-        config = DejavuConfig.from_params(params.get("dejavu", {}))
-        audio = params.get("audio", {})
-        # the throwaway PostgreSQL cluster lives exactly as long as this run (stopped on errors too)
-        with PostgresCluster(config.postgres_bindir, config.postgres_start_timeout_s) as cluster:
-            method = DejavuMethod(cluster, config, audio.get("ffmpeg"), float(audio.get("decode_timeout_s", 600)))
+    if args.method in BASELINES:
+        with baseline_method(args.method, params, args.features_dir) as method:
             print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
             timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
     else:
-        method = _method(args, params)
+        method = _ausil_method(args, params)
         print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
         timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
     print(f"{args.output}: indexing {timing['index_s']:.1f} s, querying {timing['query_s']:.1f} s "
@@ -214,28 +208,21 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _method(args: argparse.Namespace, params: dict):
-    if args.method == "ausil":
-        from .config import resolve_device
-        from .extraction import Extractor
-        from .model import load_model
-        from .retrieval import AusilMethod
+def _ausil_method(args: argparse.Namespace, params: dict):
+    from .config import resolve_device
+    from .extraction import Extractor
+    from .model import load_model
+    from .retrieval import AusilMethod
 
-        if not args.model:
-            raise ValueError("--model is needed for --method ausil")
-        model, meta = load_model(args.model, variant=args.variant)
-        extractor = Extractor.from_params(params)
-        if meta.get("backbone") and meta["backbone"] != extractor.backbone.label:
-            raise ValueError(f"{args.model} was trained on features of '{meta['backbone']}', "
-                             f"but params select '{extractor.backbone.label}'")
-        return AusilMethod(model, extractor, args.features_dir, resolve_device(params.get("device", "auto")),
-                           label=f"AuSiL ({args.variant}); backbone: {extractor.backbone.label}")
-    if args.method in ("spectro-slides", "spectro-tiles"):
-        from .spectro import SpectroConfig, SpectroMethod
-
-        return SpectroMethod(args.method.split("-", 1)[1], SpectroConfig.from_params(params.get("spectro", {})),
-                             args.features_dir)
-    raise ValueError(f"unknown method {args.method!r}")
+    if not args.model:
+        raise ValueError("--model is needed for --method ausil")
+    model, meta = load_model(args.model, variant=args.variant)
+    extractor = Extractor.from_params(params)
+    if meta.get("backbone") and meta["backbone"] != extractor.backbone.label:
+        raise ValueError(f"{args.model} was trained on features of '{meta['backbone']}', "
+                         f"but params select '{extractor.backbone.label}'")
+    return AusilMethod(model, extractor, args.features_dir, resolve_device(params.get("device", "auto")),
+                       label=f"AuSiL ({args.variant}); backbone: {extractor.backbone.label}")
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:

@@ -246,39 +246,62 @@ def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True
 def stage_evaluate(params: Mapping[str, Any], name: str, model_path: str | os.PathLike[str],
                    features_dir: str | os.PathLike[str], results_dir: str | os.PathLike[str],
                    metrics_dir: str | os.PathLike[str], plots_dir: str | os.PathLike[str], variant: str = "full",
-                   progress: bool = True
-                   ) -> dict[str, Any]:
-    """AuSiL on every evaluation task of the dataset, all queries against the stored collection at once."""
-    from .config import resolve_device
+                   progress: bool = True) -> dict[str, Any]:
+    """Every evaluation task of the dataset with every method of `datasets.methods`; each writes
+    `<results_dir>/<method>/<task>.json` (+ failures and timing), metrics and PR points likewise.
+
+    AuSiL scores all queries against the stored collection in one pass (GPU-batched); the baselines
+    go through the same runner as on the embedded corpus, one query at a time."""
     from .evaluation import evaluate_files
+    from .retrieval import BASELINES, baseline_method, run_similarity
+
+    base = dataset_dir(params, name)
+    summary = json.loads((base / "benchmarks.json").read_text(encoding="utf-8"))
+    methods = list(params.get("datasets", {}).get("methods", ["ausil"]))
+    unknown = sorted(set(methods) - {"ausil", *BASELINES})
+    if unknown:
+        raise StageError(f"datasets.methods: unknown {unknown}; choose from {['ausil', *BASELINES]}")
+    for folder in (results_dir, metrics_dir, plots_dir):   # declared DVC outputs, even for training-only sets
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    tasks = {t: info for t, info in summary["tasks"].items() if info["role"] != "training"}
+    out: dict[str, Any] = {}
+    for method in methods:
+        res_dir = Path(results_dir) / method
+        if method == "ausil":
+            _score_ausil(params, base, tasks, model_path, features_dir, variant, res_dir, progress)
+        else:
+            with baseline_method(method, params, Path(".cache") / "real" / name) as runner:
+                for task in tasks:
+                    bench = base / "bench" / task
+                    run_similarity(runner, read_video_list(bench / "queries.txt"),
+                                   read_video_list(bench / "database.txt"), res_dir / f"{task}.json", progress)
+        for task, info in tasks.items():
+            bench = base / "bench" / task
+            result = evaluate_files(res_dir / f"{task}.json", bench / "annotation.json", bench / "dataset_ids.txt",
+                                    info["relevant"], Path(metrics_dir) / method / f"{task}.json",
+                                    Path(plots_dir) / method / f"{task}.json", info["ignore"])
+            out[f"{method}/{task}"] = {"mAP": result.map, "queries": result.n_queries}
+    return out
+
+
+def _score_ausil(params: Mapping[str, Any], base: Path, tasks: Mapping[str, Any], model_path: str | os.PathLike[str],
+                 features_dir: str | os.PathLike[str], variant: str, res_dir: Path, progress: bool) -> None:
+    from .config import resolve_device
     from .formats import write_results
     from .model import load_model
     from .retrieval import score_stored
     from .store import FeatureStore
 
-    base = dataset_dir(params, name)
-    summary = json.loads((base / "benchmarks.json").read_text(encoding="utf-8"))
     model, _meta = load_model(model_path, variant)
     store = FeatureStore(features_dir, readonly=True)
     device = resolve_device(params.get("device", "auto"))
     batch_bytes = int(params.get("datasets", {}).get("similarity_batch_mb", 1024)) << 20
-    for folder in (results_dir, metrics_dir, plots_dir):   # declared DVC outputs, even for training-only sets
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {}
-    for task, info in summary["tasks"].items():
-        if info["role"] == "training":
-            continue
+    for task in tasks:
         bench = base / "bench" / task
-        queries, database = read_video_list(bench / "queries.txt"), read_video_list(bench / "database.txt")
-        results, failures, timing = score_stored(model, store, list(queries), list(database), device, batch_bytes,
+        results, failures, timing = score_stored(model, store, list(read_video_list(bench / "queries.txt")),
+                                                 list(read_video_list(bench / "database.txt")), device, batch_bytes,
                                                  progress)
-        res_path = Path(results_dir) / f"{task}.json"
-        write_results(res_path, results)
+        write_results(res_dir / f"{task}.json", results)
         lines = ["video_id\treason"] + [f"{v}\t{r}" for v, r in sorted(failures.items())]
-        res_path.with_name(f"{task}.failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        atomic_write_json(res_path.with_name(f"{task}.timing.json"), {"method": f"ausil-{variant}", **timing})
-        result = evaluate_files(res_path, bench / "annotation.json", bench / "dataset_ids.txt", info["relevant"],
-                                Path(metrics_dir) / f"{task}.json", Path(plots_dir) / f"{task}.json",
-                                info["ignore"])
-        out[task] = {"mAP": result.map, "queries": result.n_queries, "failed": len(failures)}
-    return out
+        (res_dir / f"{task}.failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        atomic_write_json(res_dir / f"{task}.timing.json", {"method": f"ausil-{variant}", **timing})

@@ -12,7 +12,8 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -190,3 +191,25 @@ def score_stored(model: AuSiL, source: DescriptorSource, query_ids: Sequence[str
               "pairs": pairs, "query_s": round(elapsed, 3), "ms_per_pair": round(1000 * elapsed / max(1, pairs), 4),
               "device": str(device), "buckets": len(buckets)}
     return results, failures, timing
+
+
+BASELINES = ("dejavu", "spectro-slides", "spectro-tiles")
+
+
+@contextmanager
+def baseline_method(name: str, params: Mapping[str, Any], cache_dir: str | os.PathLike[str]) -> Iterator[Method]:
+    """A baseline behind the runner's interface, for exactly as long as it is needed: Dejavu's throwaway
+    PostgreSQL cluster is started here and stopped on leaving (errors included)."""
+    if name == "dejavu":
+        from .dejavu_baseline import DejavuConfig, DejavuMethod, PostgresCluster
+
+        config = DejavuConfig.from_params(params.get("dejavu", {}))
+        audio = params.get("audio", {})
+        with PostgresCluster(config.postgres_bindir, config.postgres_start_timeout_s) as cluster:
+            yield DejavuMethod(cluster, config, audio.get("ffmpeg"), float(audio.get("decode_timeout_s", 600)))
+    elif name in ("spectro-slides", "spectro-tiles"):
+        from .spectro import SpectroConfig, SpectroMethod
+
+        yield SpectroMethod(name.split("-", 1)[1], SpectroConfig.from_params(params.get("spectro", {})), cache_dir)
+    else:
+        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")

@@ -119,6 +119,7 @@ def params_for(work: Path, remote: Path) -> dict:
     url = lambda name: {"url": (remote / name).as_uri(), "sha256": sha(remote / name)}  # noqa: E731
     d = params["datasets"]
     d.update(enabled=["fivrmini", "vcdbmini"], train_on=["vcdbmini"], model="models/ausil_vcdbmini.pt",
+             methods=["ausil", "spectro-slides"],
              speed_factors=[0.5, 2.0], store_dtype="float32", shard_videos=4, decode_workers=0, batch_segments=64)
     d["youtube"].update(command=[sys.executable, str(remote / "fake_yt_dlp.py")], sleep_s=0.0, rate_limit=None,
                         retries=0)
@@ -187,9 +188,10 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert store["dtype"] == "float32" and list((work / "features" / "real" / "fivrmini").glob("shard-*.npy"))
     # AuSiL trained on VCDB by the common training stage, then every FIVR task scored
     assert (work / "models" / "ausil_vcdbmini.pt").is_file()
-    for task in ("audio", "audio_speed", "dsvr", "csvr", "isvr"):
-        metrics = json.loads((work / "metrics" / "real" / "fivrmini" / "ausil" / f"{task}.json").read_text())
-        assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n_queries"] >= 1
+    for method in ("ausil", "spectro-slides"):     # AuSiL from the store, a baseline through the common runner
+        for task in ("audio", "audio_speed", "dsvr", "csvr", "isvr"):
+            metrics = json.loads((work / "metrics" / "real" / "fivrmini" / method / f"{task}.json").read_text())
+            assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n_queries"] >= 1
     # the stored descriptors are the audio's: the DA videos (noisy re-encodes of the query) outrank every
     # other video under plain MAC similarity (the 3-step fixture model itself is not meant to be good)
     bench = fivr / "bench" / "audio"
