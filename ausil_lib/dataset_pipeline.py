@@ -130,6 +130,10 @@ def stage_annotations(params: Mapping[str, Any], name: str, progress: bool = Tru
     from .fetch import fetch_archives
 
     cfg, base = dataset_config(params, name), dataset_dir(params, name)
+    if not cfg.get("annotation_files") and not any((base / "raw").glob("*")):
+        raise StageError(f"datasets.{name}.annotation_files is empty and {base / 'raw'} holds nothing: the "
+                         f"{cfg['kind'].upper()} annotations are distributed by their authors; obtain them and list "
+                         "each file or archive as {url, sha256} (file:// URLs work), or unpack them into that folder")
     fetch_archives(_archive_specs(cfg.get("annotation_files"), f"datasets.{name}.annotation_files"),
                    base / "downloads", base / "raw", progress=progress)
     tasks, report = compose_tasks(cfg, base)
@@ -151,12 +155,20 @@ def youtube_config(params: Mapping[str, Any]):
     return from_section(YoutubeConfig, params.get("datasets", {}).get("youtube", {}), "datasets.youtube")
 
 
+def _require_stage_output(path: Path, stage: str, name: str) -> Path:
+    if not path.exists():
+        raise StageError(f"{path} does not exist: run `ausil dataset {stage} --dataset {name}` first "
+                         f"(or `dvc repro dataset_{stage}@{name}`)")
+    return path
+
+
 def stage_videos(params: Mapping[str, Any], name: str, progress: bool = True) -> dict[str, Any]:
     """FIVR: the wanted YouTube ids through yt-dlp (resumable, rate-limited, unavailable ones recorded);
     SVD / VCDB / EVVE: their distribution archives, checksummed and extracted."""
     from .fetch import download_youtube, fetch_archives
 
     cfg, base = dataset_config(params, name), dataset_dir(params, name)
+    _require_stage_output(base / "wanted_ids.txt", "annotations", name)
     if cfg["kind"] == "fivr":
         report = download_youtube(read_ids(base / "wanted_ids.txt"), base / "videos", youtube_config(params),
                                   progress=progress)
@@ -202,7 +214,7 @@ def render_speed_copies(queries: Mapping[str, str], factors: list[float], out_di
 def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True) -> dict[str, Any]:
     """Match the obtained files to the plan and write every task's benchmark directory."""
     base = dataset_dir(params, name)
-    plan = json.loads((base / "plan.json").read_text(encoding="utf-8"))
+    plan = json.loads(_require_stage_output(base / "plan.json", "annotations", name).read_text(encoding="utf-8"))
     wanted = read_ids(base / "wanted_ids.txt")
     media, missing = ds.find_media(base / "videos", wanted)
     report = ds.LoadReport()
@@ -256,7 +268,7 @@ def stage_evaluate(params: Mapping[str, Any], name: str, model_path: str | os.Pa
     from .retrieval import BASELINES, baseline_method, run_similarity
 
     base = dataset_dir(params, name)
-    summary = json.loads((base / "benchmarks.json").read_text(encoding="utf-8"))
+    summary = json.loads(_require_stage_output(base / "benchmarks.json", "benchmarks", name).read_text(encoding="utf-8"))
     methods = list(params.get("datasets", {}).get("methods", ["ausil"]))
     unknown = sorted(set(methods) - {"ausil", *BASELINES})
     if unknown:
