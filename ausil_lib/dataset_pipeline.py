@@ -220,7 +220,7 @@ def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True
     report = ds.LoadReport()
     report.counts.update(wanted=len(wanted), found=len(media), missing=len(missing))
     if missing:
-        report.note(f"{len(missing)} of {len(wanted)} videos could not be obtained: {ds._examples(missing)}")
+        report.note(f"{len(missing)} of {len(wanted)} videos could not be obtained: {ds.examples(missing)}")
     factors = [float(f) for f in params.get("datasets", {}).get("speed_factors", [])]
     sr = int(params.get("audio", {}).get("sample_rate", 44100))
     all_videos: dict[str, str] = dict(media)

@@ -69,7 +69,7 @@ class LoadReport:
         return {"notes": list(self.notes), "counts": dict(self.counts)}
 
 
-def _examples(items: Iterable[str], limit: int = 5) -> str:
+def examples(items: Iterable[str], limit: int = 5) -> str:
     items = sorted(items)
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
@@ -150,16 +150,16 @@ def load_fivr(annotation_path: str | os.PathLike[str], ids_path: str | os.PathLi
     ids = _id_list(ids_path, "FIVR-200K youtube_ids.txt")
     bad = [v for v in ids if not YOUTUBE_ID.match(v)]
     if bad:
-        raise DatasetError(ids_path, f"{len(bad)} malformed YouTube id(s): {_examples(bad)}")
+        raise DatasetError(ids_path, f"{len(bad)} malformed YouTube id(s): {examples(bad)}")
     known = set(ids)
     missing_q = [q for q in annotation if q not in known]
     if missing_q:
-        report.note(f"{len(missing_q)} queries are not in the id list: {_examples(missing_q)}")
+        report.note(f"{len(missing_q)} queries are not in the id list: {examples(missing_q)}")
     labelled = {v for labels in annotation.values() for vids in labels.values() for v in vids}
     unlisted = labelled - known
     if unlisted:
         report.note(f"{len(unlisted)} annotated videos are not in the id list (they cannot be retrieved): "
-                    f"{_examples(unlisted)}")
+                    f"{examples(unlisted)}")
     report.counts.update(queries=len(annotation), videos=len(ids),
                          audio_queries=sum(1 for labels in annotation.values() if labels.get(DA)),
                          da_pairs=sum(len(labels.get(DA, [])) for labels in annotation.values()))
@@ -444,7 +444,7 @@ def find_media(video_dir: str | os.PathLike[str], ids: Iterable[str]) -> tuple[d
 
 
 @dataclass(frozen=True)
-class Benchmark:
+class TaskFiles:
     """One evaluation task: what `ausil similarity` / `ausil evaluate` need, and how to score it."""
 
     name: str
@@ -463,7 +463,7 @@ class Benchmark:
 
 
 def available(subset: Subset, media: Mapping[str, str], name: str, relevant: Sequence[str],
-              ignore: Sequence[str] = (), report: LoadReport | None = None) -> Benchmark:
+              ignore: Sequence[str] = (), report: LoadReport | None = None) -> TaskFiles:
     """The benchmark over the videos that were obtained; what is missing is counted, never hidden.
 
     A query without its file is dropped; a missing database video stays in no list, so it counts as
@@ -475,11 +475,11 @@ def available(subset: Subset, media: Mapping[str, str], name: str, relevant: Seq
         report.counts[f"{name}_database_missing"] = len(subset.database) - len(database)
     ann = {q: {label: [v for v in vids if v in database] for label, vids in subset.annotation[q].items()}
            for q in queries}
-    return Benchmark(name, queries, database, ann, list(relevant), list(ignore))
+    return TaskFiles(name, queries, database, ann, list(relevant), list(ignore))
 
 
-def speed_benchmark(bench: Benchmark, speed_media: Mapping[str, str], factors: Sequence[float],
-                    name: str | None = None) -> Benchmark:
+def speed_benchmark(bench: TaskFiles, speed_media: Mapping[str, str], factors: Sequence[float],
+                    name: str | None = None) -> TaskFiles:
     """The paper's speed protocol: videos originally labelled DA (for any query) leave the dataset and
     each query's copies at the given factors become its only positives."""
     originally_da = {v for labels in bench.annotation.values() for v in labels.get(DA, [])}
@@ -489,7 +489,7 @@ def speed_benchmark(bench: Benchmark, speed_media: Mapping[str, str], factors: S
         copies = [speed_id(q, f) for f in factors if speed_id(q, f) in speed_media]
         database.update({c: speed_media[c] for c in copies})
         ann[q] = {DA: copies}
-    return Benchmark(name or f"{bench.name}_speed", dict(bench.queries), database, ann, [DA])
+    return TaskFiles(name or f"{bench.name}_speed", dict(bench.queries), database, ann, [DA])
 
 
 def speed_id(video_id: str, factor: float) -> str:
