@@ -148,32 +148,12 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
 
 def run_similarity_benchmark(params: Mapping[str, Any], n_queries: int, n_videos: int,
                              min_segments: int = 20, max_segments: int = 300, seed: int = 0) -> dict[str, Any]:
-    """`dataset evaluate`'s scorer at collection scale: `n_queries` against `n_videos` random-descriptor videos
-    whose lengths spread uniformly over [min_segments, max_segments] (real collections do not share one
-    length, so batches are smaller than in a same-length measurement). Random AuSiL weights: the cost does
-    not depend on them."""
-    from .budget import ArraySource
-    from .model import AuSiL
-    from .retrieval import score_stored
+    """`dataset evaluate`'s scorer at collection scale: `n_queries` against `n_videos` videos of
+    [min_segments, max_segments] segments (real collections do not share one length)."""
+    from .budget import time_scorer
 
     device = resolve_device(params.get("device", "auto"))
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(min_segments, max_segments + 1, size=n_queries + n_videos)
-    arrays = {f"v{i:06d}": rng.random((int(n), 2528), dtype=np.float32) for i, n in enumerate(lengths)}
-    ids = sorted(arrays)
-    model = AuSiL()
     batch_bytes = int(params.get("datasets", {}).get("similarity_batch_mb", 1024)) << 20
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    _, _, timing = score_stored(model, ArraySource(arrays), ids[:n_queries], ids[n_queries:], device, batch_bytes,
-                                progress=False)
-    wall = time.perf_counter() - start
-    out = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "machine": machine_description(device), "queries": n_queries, "videos": n_videos,
-           "segments": [min_segments, max_segments], "mean_segments": float(lengths.mean()),
-           "pairs": timing["pairs"], "buckets": timing["buckets"], "wall_s": round(wall, 2),
-           "ms_per_pair": round(1000 * wall / timing["pairs"], 4)}
-    if device.type == "cuda":
-        out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 2)
-    return out
+    timing = time_scorer(device, n_queries, n_videos, min_segments, max_segments, batch_bytes, seed)
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine_description(device), **timing, "ms_per_pair": round(timing["ms_per_pair"], 4)}

@@ -40,27 +40,34 @@ class ArraySource:
         return self.arrays[vid]
 
 
-def measure_pair_ms(device: torch.device, n_segments: int = 100, n_videos: int = 256, n_queries: int = 4,
-                    seed: int = 0) -> dict[str, float]:
-    """Full-AuSiL milliseconds per pair for videos of `n_segments` segments (100 s at t = 1 s) on `device`,
-    through the same batched scorer the evaluation stage uses (random weights: the cost does not
-    depend on them)."""
+def time_scorer(device: torch.device, n_queries: int, n_videos: int, min_segments: int, max_segments: int,
+                batch_bytes: int = 1 << 30, seed: int = 0) -> dict[str, Any]:
+    """Time the evaluation stage's batched AuSiL scorer (`score_stored`) on random descriptors of videos whose
+    lengths spread uniformly over [min_segments, max_segments], after a warm-up; random weights, since the
+    cost does not depend on them. Mixed lengths make smaller batches than one shared length."""
     rng = np.random.default_rng(seed)
-    arrays = {f"v{i}": rng.standard_normal((n_segments, DESCRIPTOR_DIM)).astype(np.float32)
-              for i in range(n_videos + n_queries)}
-    ids = sorted(arrays)
+    lengths = rng.integers(min_segments, max_segments + 1, size=n_queries + n_videos)
+    source = ArraySource({f"v{i:06d}": rng.random((int(n), DESCRIPTOR_DIM), dtype=np.float32)
+                          for i, n in enumerate(lengths)})
+    ids = sorted(source.arrays)
     model = AuSiL()
+    score_stored(model, source, ids[:1], ids[n_queries:n_queries + 8], device, batch_bytes, progress=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    score_stored(model, ArraySource(arrays), ids[:1], ids[:8], device, progress=False)   # warm-up
     start = time.perf_counter()
-    _, _, timing = score_stored(model, ArraySource(arrays), ids[:n_queries], ids[n_queries:], device,
-                                progress=False)
-    elapsed = time.perf_counter() - start
-    out = {"ms_per_pair": 1000 * elapsed / timing["pairs"], "n_segments": n_segments, "device": str(device)}
+    _, _, timing = score_stored(model, source, ids[:n_queries], ids[n_queries:], device, batch_bytes, progress=False)
+    wall = time.perf_counter() - start
+    out = {"device": str(device), "queries": n_queries, "videos": n_videos, "segments": [min_segments, max_segments],
+           "mean_segments": float(lengths.mean()), "pairs": timing["pairs"], "buckets": timing["buckets"],
+           "wall_s": round(wall, 2), "ms_per_pair": 1000 * wall / timing["pairs"]}
     if device.type == "cuda":
         out["peak_gpu_gb"] = torch.cuda.max_memory_allocated(device) / GB
     return out
+
+
+def measure_pair_ms(device: torch.device, n_segments: int = 100) -> dict[str, Any]:
+    """Milliseconds per pair of `n_segments`-segment videos (100 s at t = 1 s) on `device`."""
+    return {**time_scorer(device, 4, 256, n_segments, n_segments), "n_segments": n_segments}
 
 
 def segments(duration_s: float, step_ms: int, window_s: float = 2.0) -> int:
@@ -82,7 +89,7 @@ def estimate(name: str, cfg: Mapping[str, Any], params: Mapping[str, Any], speed
     queries = int(stats.get("queries", 0))
     factors = dsets.get("speed_factors", []) if cfg["kind"] in ("fivr", "svd") else []
     hours = videos * duration / 3600
-    media_gb = stats.get("download_gb") or videos * duration * float(dsets.get("budget_audio_kbps", 128)) * 125 / GB
+    media_gb = videos * duration * float(dsets.get("budget_audio_kbps", 128)) * 125 / GB
     steps = speed.get("time_steps", {})
     per100 = steps.get(str(step), {}).get("end_to_end_s_per_100s")
     if per100 is None and steps:   # scale the backbone cost with the number of segments

@@ -301,7 +301,7 @@ def _score_ausil(params: Mapping[str, Any], base: Path, tasks: Mapping[str, Any]
     from .config import resolve_device
     from .formats import write_results
     from .model import load_model
-    from .retrieval import score_stored
+    from .retrieval import score_stored, write_failure_report
     from .store import FeatureStore
 
     model, _meta = load_model(model_path, variant)
@@ -314,6 +314,5 @@ def _score_ausil(params: Mapping[str, Any], base: Path, tasks: Mapping[str, Any]
                                                  list(read_video_list(bench / "database.txt")), device, batch_bytes,
                                                  progress)
         write_results(res_dir / f"{task}.json", results)
-        lines = ["video_id\treason"] + [f"{v}\t{r}" for v, r in sorted(failures.items())]
-        (res_dir / f"{task}.failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_failure_report(res_dir / f"{task}.json", failures)
         atomic_write_json(res_dir / f"{task}.timing.json", {"method": f"ausil-{variant}", **timing})

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from .fetch import media_id
 from .formats import FormatError, read_annotations, read_ids, write_annotations, write_ids, write_video_list
 
 DA = "DA"
@@ -40,7 +41,6 @@ FIVR_LABELS = ("ND", "DS", "CS", "IS")
 VISUAL_TASKS = {"dsvr": ["ND", "DS"], "csvr": ["ND", "DS", "CS"], "isvr": ["ND", "DS", "CS", "IS"]}
 POS, NULL = "POS", "NULL"     # labels of the SVD / EVVE visual benchmarks
 YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
-MEDIA_SKIP = (".part", ".ytdl", ".tmp", ".json", ".txt", ".tsv")
 
 
 class DatasetError(ValueError):
@@ -435,9 +435,7 @@ def find_media(video_dir: str | os.PathLike[str], ids: Iterable[str]) -> tuple[d
     if root.is_dir():
         for dirpath, _dirs, files in os.walk(root):
             for name in sorted(files):
-                if name.startswith(".") or name.endswith(MEDIA_SKIP):
-                    continue
-                vid = Path(name).stem
+                vid = media_id(name)
                 if vid in wanted and vid not in found:
                     found[vid] = str(Path(dirpath) / name)
     return found, sorted(wanted - set(found))

@@ -134,11 +134,11 @@ def _finished_files(out_dir: Path) -> set[str]:
     """Ids with a finished ``<id>.<ext>`` in out_dir, from one directory scan (large folders)."""
     with os.scandir(out_dir) as entries:
         names = [e.name for e in entries if e.name not in (LOG_FILE, REPORT_FILE) and e.is_file()]
-    return {video_id for video_id in map(_finished_id, names) if video_id}
+    return {video_id for video_id in map(media_id, names) if video_id}
 
 
-def _finished_id(name: str) -> str | None:
-    """The id of a finished download's file name; None for yt-dlp's working files
+def media_id(name: str) -> str | None:
+    """The id of a finished media file ``<id>.<ext>``; None for yt-dlp's working files
     (``id.m4a.part``, ``id.f140.m4a``, ``id.temp.m4a``) and anything else."""
     stem, dot, ext = name.partition(".")
     if not dot or "." in ext or ext.lower() in _UNFINISHED_EXTS or not _ID_RE.fullmatch(stem):
@@ -147,7 +147,7 @@ def _finished_id(name: str) -> str | None:
 
 
 def _has_finished_file(out_dir: Path, video_id: str) -> bool:
-    return any(_finished_id(p.name) == video_id and p.is_file() for p in out_dir.glob(f"{video_id}.*"))
+    return any(media_id(p.name) == video_id and p.is_file() for p in out_dir.glob(f"{video_id}.*"))
 
 
 def _one_line(text: str) -> str:

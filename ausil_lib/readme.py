@@ -64,6 +64,63 @@ def results_table(root: Path) -> str:
             "SVD_a) and are shown for orientation only.")
 
 
+GPU_REPORTS = {"speed": "speed_h100.json", "bulk": "bulk_h100.json", "similarity": "similarity_h100.json"}
+BUDGET_DATASETS = ("fivr200k", "fivr5k", "svd", "vcdb")
+
+
+def _gpu_reports(root: Path) -> dict[str, dict]:
+    return {k: json.loads((root / "reports" / "gpu" / name).read_text(encoding="utf-8"))
+            for k, name in GPU_REPORTS.items()}
+
+
+def gpu_table(root: Path) -> str:
+    """The GPU speed measurements in reports/gpu/ (benchmark-speed: plain, --bulk-videos, --similarity-videos)."""
+    r = _gpu_reports(root)
+    speed, bulk, sim = r["speed"], r["bulk"], r["similarity"]
+    m = speed["machine"]
+    t1, t125 = speed["time_steps"]["1000"], speed["time_steps"]["125"]
+    fp32, amp = bulk["runs"]["fp32"], bulk["runs"]["amp"]
+    return "\n".join([
+        f"Measured {speed['date']} on {m.get('gpu', m['device'])} ({m['cpu_cores']} CPU cores, torch {m['torch']}); "
+        f"`reports/gpu/`.", "",
+        "| step | time |", "|---|---|",
+        f"| sequential `benchmark-speed`, t = 1 s: decode / log-mel / backbone per 100 s of audio "
+        f"| {speed['decode_s_per_100s']:.3f} / {t1['logmel_s_per_100s']:.3f} / {t1['backbone_s_per_100s']:.3f} s "
+        f"({t1['end_to_end_x_real_time']:.0f}x real time) |",
+        f"| same at t = 125 ms | {t125['end_to_end_s_per_100s']:.3f} s per 100 s "
+        f"({t125['end_to_end_x_real_time']:.0f}x real time) |",
+        f"| `ausil extract --store`, {bulk['videos']} distinct {bulk['video_seconds']:g} s mp4, "
+        f"{bulk['decode_workers']} decoding workers, float32 | {fp32['videos_per_s']} videos/s "
+        f"({fp32['x_real_time']:,.0f}x real time) |",
+        f"| same with mixed precision | {amp['videos_per_s']} videos/s ({amp['x_real_time']:,.0f}x real time) |",
+        f"| AuSiL similarity (`benchmark-speed --similarity-videos`): {sim['queries']} queries × {sim['videos']:,} "
+        f"videos of {sim['segments'][0]}–{sim['segments'][1]} segments (mean {sim['mean_segments']:.0f}), "
+        f"{sim['buckets']} length buckets | {sim['wall_s']:.0f} s, {sim['ms_per_pair']:.2f} ms per pair, "
+        f"{sim['peak_gpu_gb']:.2f} GB GPU peak (the paper: 3 ms per pair of 100 s videos on a GTX 1070) |"])
+
+
+def budget_table(root: Path) -> str:
+    """`dataset-budget` for the paper's datasets on the reports/gpu/ measurements (params.yaml sizes)."""
+    from .budget import estimate
+    from .config import load_params
+    from .dataset_pipeline import dataset_config
+
+    r = _gpu_reports(root)
+    params = load_params(root / "params.yaml")
+    sim = r["similarity"]
+    pair = {"ms_per_pair": sim["ms_per_pair"], "n_segments": sim["mean_segments"], "device": sim["machine"]["device"]}
+    lines = ["| dataset | videos | audio | media | features | download | extraction | similarity |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in BUDGET_DATASETS:
+        b = estimate(name, dataset_config(params, name), params, r["speed"], pair, r["bulk"])
+        d, t = b["disk_gb"], b["time_h"]
+        download = (f"≥ {t['download_at_rate_limit']} h" if t["download_at_rate_limit"] is not None else "archive")
+        lines.append(f"| {name} | {b['videos']:,} | {b['hours_of_audio']:,.0f} h | {d['media']:,} GB "
+                     f"| {d['features']:,} GB | {download} | {t['extraction']} h | {t['similarity']} h "
+                     f"({b['pairs']:,} pairs) |")
+    return "\n".join(lines)
+
+
 # marker name -> (report file whose presence enables the section, renderer of its JSON or of the root)
 SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "speed": ("reports/speed.json", speed_table),
@@ -71,6 +128,8 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
 }
 ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "results": ("metrics", results_table),
+    "gpu": ("reports/gpu", gpu_table),
+    "budget": ("reports/gpu", budget_table),
 }
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .audio import AudioError
 from .extraction import Extractor, feature_path, is_current, load_features
-from .formats import atomic_write_json, write_results
+from .formats import atomic_write_json, atomic_write_text, write_results
 from .model import AuSiL, repeat_to
 
 
@@ -63,8 +63,7 @@ def run_similarity(method: Method, queries: Mapping[str, str], database: Mapping
         query_s += time.perf_counter() - t0
         atomic_write_json(partial, {"method": method.label, "database": sorted(database), "results": done})
     write_results(output, {q: done[q] for q in queries if q in done})
-    lines = ["video_id\treason"] + [f"{v}\t{r}".replace("\n", " ") for v, r in sorted(failures.items())]
-    output.with_name(output.stem + ".failures.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_failure_report(output, failures)
     pairs = sum(len(r) for r in done.values())
     timing = {"method": method.name, "label": method.label, "queries": len(queries), "database": len(database),
               "failed": len(failures), "index_s": round(index_s, 3), "query_s": round(query_s, 3),
@@ -74,6 +73,12 @@ def run_similarity(method: Method, queries: Mapping[str, str], database: Mapping
     atomic_write_json(output.with_name(output.stem + ".timing.json"), timing)
     partial.unlink(missing_ok=True)
     return timing
+
+
+def write_failure_report(results_path: Path, failures: Mapping[str, str]) -> None:
+    """`<results>.failures.tsv` beside a results file: the videos left out of it, and why."""
+    lines = ["video_id\treason"] + [f"{v}\t{r}".replace("\n", " ") for v, r in sorted(failures.items())]
+    atomic_write_text(results_path.with_name(results_path.stem + ".failures.tsv"), "\n".join(lines) + "\n")
 
 
 class AusilMethod:

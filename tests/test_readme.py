@@ -31,3 +31,11 @@ def test_render_needs_the_markers(tmp_path: Path) -> None:
     (tmp_path / "reports" / "speed.json").write_text(json.dumps(REPORT))
     with pytest.raises(ValueError, match="speed:begin"):
         render("no markers here", tmp_path)
+
+
+def test_committed_readme_matches_the_committed_reports() -> None:
+    """Every generated table of README.md (speed, corpus, results, GPU, dataset budgets) equals what
+    `ausil readme` renders from the committed reports and params.yaml: no stale or hand-edited number."""
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert render(text, root) == text, "README.md is stale: run `ausil readme`"
