@@ -5,10 +5,15 @@ export PATH := $(VENV):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export NUMBA_CACHE_DIR := $(CURDIR)/.pytest_cache/numba
 
-.PHONY: setup test test-fast repro benchmark-speed
+.PHONY: setup lint test test-fast repro benchmark-speed
 
 setup:
 	@bash scripts/setup.sh
+
+## lint: ruff check and ruff format --check (CI runs it before the tests)
+lint: setup
+	ruff check .
+	ruff format --check .
 
 ## test: the whole suite (what CI runs)
 test: setup
@@ -21,6 +26,7 @@ test-fast: setup
 ## repro: the main job, `dvc repro` on the embedded default corpus
 repro: setup
 	ausil fetch-sources --verify data.dvc
+	ausil fetch-weights --optional --no-progress
 	dvc repro
 	dvc metrics show
 

@@ -1,3 +1,10 @@
 """ausil_lib: audio-based near-duplicate video retrieval with AuSiL and its baselines."""
 
+# Before any module of the package imports torch: CPU code paths, threads and determinism are the
+# project's, not the machine's (see numerics.py). Only then do the environment variables take effect.
+from ausil_lib.numerics import numerics_settings, pin_numerics
+
+pin_numerics()
+
 __version__ = "0.1.0"
+__all__ = ["numerics_settings", "pin_numerics"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +25,14 @@ class AudioError(RuntimeError):
         super().__init__(f"{self.path}: {reason}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def find_ffmpeg(explicit: str | None = None) -> str:
     """Path of the ffmpeg binary: the configured one, else PATH, else the imageio-ffmpeg wheel's."""
     if explicit:
         if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
-            raise FileNotFoundError(f"ffmpeg binary {explicit!r} (audio.ffmpeg in params.yaml) is not an executable file")
+            raise FileNotFoundError(
+                f"ffmpeg binary {explicit!r} (audio.ffmpeg in params.yaml) is not an executable file"
+            )
         return explicit
     on_path = shutil.which("ffmpeg")
     if on_path:
@@ -44,12 +46,24 @@ def find_ffmpeg(explicit: str | None = None) -> str:
 
 # ffmpeg's stderr phrases, in the order they are checked, mapped to the reason users see.
 _FFMPEG_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("matches no streams", "does not contain any stream", "Output file does not contain any stream"), "no audio stream"),
+    (
+        ("matches no streams", "does not contain any stream", "Output file does not contain any stream"),
+        "no audio stream",
+    ),
     (("Permission denied",), "unreadable path (permission denied)"),
     (("No such file or directory",), "missing file"),
-    (("Invalid data found when processing input", "moov atom not found", "EBML header parsing failed",
-      "Invalid argument", "could not find codec parameters", "Failed to find two consecutive MPEG audio frames",
-      "End of file"), "corrupt or unsupported container"),
+    (
+        (
+            "Invalid data found when processing input",
+            "moov atom not found",
+            "EBML header parsing failed",
+            "Invalid argument",
+            "could not find codec parameters",
+            "Failed to find two consecutive MPEG audio frames",
+            "End of file",
+        ),
+        "corrupt or unsupported container",
+    ),
 )
 
 
@@ -63,8 +77,9 @@ def _reason_from_stderr(stderr: str) -> str:
     return f"ffmpeg could not decode the audio ({tail or 'no message'})"
 
 
-def decode_pcm16(path: str | os.PathLike[str], sample_rate: int = 44100, ffmpeg: str | None = None,
-                 timeout_s: float = 600.0) -> np.ndarray:
+def decode_pcm16(
+    path: str | os.PathLike[str], sample_rate: int = 44100, ffmpeg: str | None = None, timeout_s: float = 600.0
+) -> np.ndarray:
     """Decode the first audio stream to mono int16 samples at `sample_rate`.
 
     Raises AudioError for a missing or unreadable path, a file without an audio stream and a
@@ -79,11 +94,31 @@ def decode_pcm16(path: str | os.PathLike[str], sample_rate: int = 44100, ffmpeg:
         raise AudioError(path, "unreadable path (permission denied)")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
-    cmd = [find_ffmpeg(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", str(path),
-           "-vn", "-sn", "-dn", "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate),
-           "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+    cmd = [
+        find_ffmpeg(ffmpeg),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-vn",
+        "-sn",
+        "-dn",
+        "-map",
+        "0:a:0",
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "s16le",
+        "-acodec",
+        "pcm_s16le",
+        "pipe:1",
+    ]
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout_s, check=False)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         raise AudioError(path, f"decoding took longer than {timeout_s:g} s") from None
     stderr = proc.stderr.decode("utf-8", errors="replace")
@@ -108,8 +143,13 @@ def normalise(samples: np.ndarray) -> np.ndarray:
     return audio
 
 
-def load_audio(path: str | os.PathLike[str], sample_rate: int = 44100, ffmpeg: str | None = None,
-               min_duration_s: float = 0.0, timeout_s: float = 600.0) -> np.ndarray:
+def load_audio(
+    path: str | os.PathLike[str],
+    sample_rate: int = 44100,
+    ffmpeg: str | None = None,
+    min_duration_s: float = 0.0,
+    timeout_s: float = 600.0,
+) -> np.ndarray:
     """Mono float32 audio of a media file, normalised as the AuSiL reference does."""
     pcm = decode_pcm16(path, sample_rate=sample_rate, ffmpeg=ffmpeg, timeout_s=timeout_s)
     duration = pcm.size / sample_rate
@@ -120,8 +160,14 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 44100, ffmpeg: s
     return normalise(pcm)
 
 
-def encode(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int, codec_args: list[str] | None = None,
-           ffmpeg: str | None = None, still_image: bool = False) -> None:
+def encode(
+    path: str | os.PathLike[str],
+    audio: np.ndarray,
+    sample_rate: int,
+    codec_args: list[str] | None = None,
+    ffmpeg: str | None = None,
+    still_image: bool = False,
+) -> None:
     """Write float audio in [-1, 1] to a media file through ffmpeg (format from the extension).
 
     With `still_image` a 16x16 black frame is added as a video stream, so the file is a real
@@ -141,7 +187,7 @@ def encode(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int, co
     # strict interleaving: otherwise packet order depends on how fast the pipe delivers the audio
     cmd += ["-fflags", "+bitexact", "-flags", "+bitexact", "-map_metadata", "-1", "-max_interleave_delta", "0"]
     cmd += list(codec_args or []) + [str(tmp)]
-    proc = subprocess.run(cmd, input=pcm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(cmd, input=pcm, capture_output=True, check=False)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise AudioError(path, "ffmpeg could not encode: " + proc.stderr.decode("utf-8", "replace").strip()[-300:])

@@ -20,20 +20,44 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .config import full_float32
 from .download import sha256_file
+from .weights import ReleaseConfig, check
 
 AUDIOSET_CLASSES = 527
 # (name, in_channels, out_channels, kernel) for conv layers; None marks a 2x2 max-pool.
 _LAYERS: tuple[tuple[str, int, int, int] | tuple[str, None, None, None], ...] = (
-    ("layer1", 1, 16, 3), ("layer2", 16, 16, 3), ("layer3", None, None, None),
-    ("layer4", 16, 32, 3), ("layer5", 32, 32, 3), ("layer6", None, None, None),
-    ("layer7", 32, 64, 3), ("layer8", 64, 64, 3), ("layer9", None, None, None),
-    ("layer10", 64, 128, 3), ("layer11", 128, 128, 3), ("layer12", None, None, None),
-    ("layer13", 128, 256, 3), ("layer14", 256, 256, 3), ("layer15", None, None, None),
-    ("layer16", 256, 512, 3), ("layer17", None, None, None),
+    ("layer1", 1, 16, 3),
+    ("layer2", 16, 16, 3),
+    ("layer3", None, None, None),
+    ("layer4", 16, 32, 3),
+    ("layer5", 32, 32, 3),
+    ("layer6", None, None, None),
+    ("layer7", 32, 64, 3),
+    ("layer8", 64, 64, 3),
+    ("layer9", None, None, None),
+    ("layer10", 64, 128, 3),
+    ("layer11", 128, 128, 3),
+    ("layer12", None, None, None),
+    ("layer13", 128, 256, 3),
+    ("layer14", 256, 256, 3),
+    ("layer15", None, None, None),
+    ("layer16", 256, 512, 3),
+    ("layer17", None, None, None),
     ("layer18", 512, 1024, 2),
 )
-MAC_TAPS: tuple[str, ...] = ("layer1", "layer2", "layer4", "layer5", "layer7", "layer8",
-                             "layer10", "layer11", "layer13", "layer14", "layer16", "layer18")
+MAC_TAPS: tuple[str, ...] = (
+    "layer1",
+    "layer2",
+    "layer4",
+    "layer5",
+    "layer7",
+    "layer8",
+    "layer10",
+    "layer11",
+    "layer13",
+    "layer14",
+    "layer16",
+    "layer18",
+)
 DESCRIPTOR_DIM = 2528
 
 
@@ -51,8 +75,10 @@ class KumarCNN(nn.Module):
                 self.add_module(name, nn.MaxPool2d(2))
             else:
                 pad = 1 if k == 3 else 0
-                self.add_module(name, nn.Sequential(nn.Conv2d(cin, cout, kernel_size=k, padding=pad),
-                                                    nn.BatchNorm2d(cout), nn.ReLU()))
+                self.add_module(
+                    name,
+                    nn.Sequential(nn.Conv2d(cin, cout, kernel_size=k, padding=pad), nn.BatchNorm2d(cout), nn.ReLU()),
+                )
         self.layer19 = nn.Sequential(nn.Conv2d(1024, n_classes, kernel_size=1), nn.Sigmoid())
 
     def trunk(self) -> list[tuple[str, nn.Module]]:
@@ -97,8 +123,9 @@ def fused_trunk(model: KumarCNN) -> list[tuple[str, nn.Module]]:
 class MacExtractor(nn.Module):
     """Inference wrapper: frozen backbone -> MAC descriptors, batched, on a device."""
 
-    def __init__(self, model: KumarCNN, device: torch.device | str = "cpu", fuse_bn: bool = True,
-                 channels_last: bool = True) -> None:
+    def __init__(
+        self, model: KumarCNN, device: torch.device | str = "cpu", fuse_bn: bool = True, channels_last: bool = True
+    ) -> None:
         super().__init__()
         model = model.eval()
         names_layers = fused_trunk(model) if fuse_bn else model.trunk()
@@ -119,11 +146,12 @@ class MacExtractor(nn.Module):
 
     def extract(self, segments: torch.Tensor, batch_size: int = 128) -> np.ndarray:
         """(n, 1, frames, mels) -> float32 (n, 2528), `batch_size` segments per call."""
-        out = [self(segments[i:i + batch_size]).float().cpu() for i in range(0, segments.shape[0], batch_size)]
+        out = [self(segments[i : i + batch_size]).float().cpu() for i in range(0, segments.shape[0], batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, DESCRIPTOR_DIM), np.float32)
 
 
 # ---------------------------------------------------------------- weights
+
 
 def load_audioset_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read the original weights file: a state dict, keys with or without DataParallel's `module.`.
@@ -135,21 +163,25 @@ def load_audioset_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise BackboneWeightsError(f"{path}: not a readable PyTorch state dict ({exc.__class__.__name__}: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise BackboneWeightsError(
+            f"{path}: not a readable PyTorch state dict ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     if not isinstance(raw, Mapping) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         kind = type(raw).__name__
         raise BackboneWeightsError(f"{path}: expected a state dict of tensors (weak_mxh64_1024), found a {kind}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in raw.items()}
+    state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in raw.items()}
     reference = KumarCNN().state_dict()
     optional = {k for k in reference if k.endswith("num_batches_tracked")}  # absent from pre-0.4 files
     missing = sorted(set(reference) - set(state) - optional)
     unexpected = sorted(set(state) - set(reference))
     wrong_shape = sorted(k for k in set(state) & set(reference) if state[k].shape != reference[k].shape)
     if missing or unexpected or wrong_shape:
-        detail = "; ".join(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                           for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("wrong shape", wrong_shape)) if keys)
+        detail = "; ".join(
+            f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+            if keys
+        )
         raise BackboneWeightsError(f"{path}: not a weak_mxh64_1024 state dict ({detail})")
     for k in optional - set(state):
         state[k] = reference[k]
@@ -160,9 +192,9 @@ def load_audioset_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
 class BackboneInfo:
     """Which backbone produced a descriptor: written into every feature file and report."""
 
-    source: str        # audioset | trained | random
-    label: str         # human-readable, e.g. "audioset weights mx-h64-1024_0d3-1.17.pkl (sha256 1a2b3c4d5e6f)"
-    fingerprint: str   # short id that changes whenever the weights change
+    source: str  # audioset | trained | random
+    label: str  # human-readable, e.g. "audioset weights mx-h64-1024_0d3-1.17.pkl (sha256 1a2b3c4d5e6f)"
+    fingerprint: str  # short id that changes whenever the weights change
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -181,7 +213,8 @@ def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
     """The backbone that params.yaml selects, never a random network unless asked for by name."""
     cfg = params.get("backbone", {})
     source = cfg.get("source", "auto")
-    audioset = Path(cfg.get("audioset_weights", ""))
+    pin = ReleaseConfig.from_params(params).backbone
+    audioset = Path(pin.dest)
     trained = Path(cfg.get("trained_weights", ""))
     if source == "auto":
         if audioset.is_file():
@@ -193,18 +226,20 @@ def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
                 f"no backbone weights: the AudioSet weights {audioset} are absent (`ausil fetch-weights` "
                 f"downloads them where the network allows) and no pipeline-trained backbone exists at {trained} "
                 "(the train_backbone stage makes it). Set backbone.source: random in params.yaml only for an "
-                "explicitly labelled control run.")
+                "explicitly labelled control run."
+            )
     model = KumarCNN()
     if source == "audioset":
         if not audioset.is_file():
-            raise FileNotFoundError(f"{audioset}: AudioSet weights file not found (backbone.source: audioset)")
-        digest = sha256_file(audioset)
-        expected = cfg.get("audioset_sha256")
-        if expected and digest != expected.lower():
-            raise BackboneWeightsError(f"{audioset}: SHA-256 {digest} does not match params.yaml ({expected})")
+            raise FileNotFoundError(
+                f"{audioset}: AudioSet weights file not found (backbone.source: audioset; "
+                "`ausil fetch-weights` downloads it)"
+            )
+        digest = check(audioset, pin).sha256
         model.load_state_dict(load_audioset_state_dict(audioset))
-        info = BackboneInfo("audioset", f"AudioSet-pretrained weights {audioset.name} (sha256 {digest[:12]})",
-                            f"audioset-{digest[:12]}")
+        info = BackboneInfo(
+            "audioset", f"AudioSet-pretrained weights {audioset.name} (sha256 {digest[:12]})", f"audioset-{digest[:12]}"
+        )
     elif source == "trained":
         if not trained.is_file():
             raise FileNotFoundError(f"{trained}: pipeline-trained backbone not found (backbone.source: trained)")
@@ -213,14 +248,18 @@ def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
             raise BackboneWeightsError(f"{trained}: not a backbone saved by ausil (expected keys state_dict, meta)")
         model.load_state_dict(blob["state_dict"])
         digest = sha256_file(trained)
-        info = BackboneInfo("trained", f"backbone trained by this pipeline on the train split ({trained.name}, "
-                                       f"sha256 {digest[:12]})", f"trained-{digest[:12]}")
+        info = BackboneInfo(
+            "trained",
+            f"backbone trained by this pipeline on the train split ({trained.name}, sha256 {digest[:12]})",
+            f"trained-{digest[:12]}",
+        )
     elif source == "random":
         seed = int(cfg.get("random_seed", 0))
         torch.manual_seed(seed)
         model = KumarCNN()
-        info = BackboneInfo("random", f"UNTRAINED randomly initialised backbone (seed {seed}) - control only",
-                            f"random-seed{seed}")
+        info = BackboneInfo(
+            "random", f"UNTRAINED randomly initialised backbone (seed {seed}) - control only", f"random-seed{seed}"
+        )
     else:
         raise ValueError(f"backbone.source must be auto, audioset, trained or random, got {source!r}")
     return model.eval(), info

@@ -27,6 +27,7 @@ from .backbone import KumarCNN, save_state
 from .config import resolve_device
 from .features import FeatureConfig, LogMel
 from .formats import atomic_write_json
+from .numerics import numerics_settings
 from .sources import Recording, load_manifest
 from .transforms import apply_chain
 
@@ -58,17 +59,21 @@ class PairSampler:
     def pair(self, step_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.audio[int(self.rng.integers(len(self.audio)))]
         start = int(self.rng.integers(0, x.size - self.window))
-        clean = x[start:start + self.window]
+        clean = x[start : start + self.window]
         chain = [dict(s) for s in self.presets[int(self.rng.integers(len(self.presets)))]]
         backgrounds = {}
         for step in chain:
             if step["name"] == "mix":  # another window of the train split as interference
                 other = self.audio[int(self.rng.integers(len(self.audio)))]
                 o = int(self.rng.integers(0, other.size - self.window))
-                backgrounds[step["source"]] = other[o:o + self.window]
+                backgrounds[step["source"]] = other[o : o + self.window]
         if self.rng.random() < float(self.cfg["speed_probability"]):
             chain.append({"name": "speed", "factor": float(self.rng.choice(self.cfg["speed_factors"]))})
-        copy = apply_chain(clean, self.feat.sample_rate, chain, seed=step_seed, backgrounds=backgrounds) if chain else clean
+        copy = (
+            apply_chain(clean, self.feat.sample_rate, chain, seed=step_seed, backgrounds=backgrounds)
+            if chain
+            else clean
+        )
         return self.frames(clean), self.frames(copy)
 
     def batches(self, batch_pairs: int) -> Iterator[torch.Tensor]:
@@ -114,9 +119,14 @@ def _prefetch(it: Iterator[torch.Tensor], depth: int = 2) -> Iterator[torch.Tens
         stop.set()
 
 
-def train_backbone(params: Mapping[str, Any], sources_dir: str | os.PathLike[str], corpus_dir: str | os.PathLike[str],
-                   output: str | os.PathLike[str], curve_path: str | os.PathLike[str], progress: bool = True
-                   ) -> dict[str, Any]:
+def train_backbone(
+    params: Mapping[str, Any],
+    sources_dir: str | os.PathLike[str],
+    corpus_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    curve_path: str | os.PathLike[str],
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train for `max_steps` steps (the reproducible budget); `budget_s` is only a safety cap.
 
     A run stopped by the cap is marked in the metadata: its step count depends on the machine.
@@ -162,20 +172,42 @@ def train_backbone(params: Mapping[str, Any], sources_dir: str | os.PathLike[str
             _checkpoint(ckpt, model, opt, step, time.perf_counter() - start, curve, cfg)
     bar.close()
     model.eval()
-    meta = {"objective": "InfoNCE on MAC descriptors of clean vs transformed 2 s windows (train split only)",
-            "steps": step, "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
-            "seconds": round(time.perf_counter() - start, 1), "recordings": [r.rec_id for r in recs],
-            "final_loss": curve[-1]["loss"] if curve else None, "config": dict(cfg)}
+    meta = {
+        "objective": "InfoNCE on MAC descriptors of clean vs transformed 2 s windows (train split only)",
+        "steps": step,
+        "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
+        "seconds": round(time.perf_counter() - start, 1),
+        "recordings": [r.rec_id for r in recs],
+        "final_loss": curve[-1]["loss"] if curve else None,
+        "config": dict(cfg),
+        "numerics": numerics_settings(),
+    }
     save_state(output, model.cpu(), meta)
     atomic_write_json(curve_path, curve)
     ckpt.unlink(missing_ok=True)
     return meta
 
 
-def _checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed: float,
-                curve: list[dict[str, Any]], cfg: Mapping[str, Any]) -> None:
+def _checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    step: int,
+    elapsed: float,
+    curve: list[dict[str, Any]],
+    cfg: Mapping[str, Any],
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "curve": curve, "config": dict(cfg)}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+            "curve": curve,
+            "config": dict(cfg),
+        },
+        tmp,
+    )
     os.replace(tmp, path)

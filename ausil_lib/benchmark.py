@@ -21,6 +21,7 @@ from .audio import encode, load_audio
 from .backbone import KumarCNN, MacExtractor
 from .config import resolve_device
 from .features import FeatureConfig, SegmentFrontEnd
+from .numerics import numerics_settings
 
 
 def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -41,8 +42,15 @@ def machine_description(device: torch.device) -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
     except OSError:
         pass
-    desc = {"cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": str(device), "python": platform.python_version()}
+    desc = {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "python": platform.python_version(),
+        "numerics": numerics_settings(),
+    }
     if device.type == "cuda":
         desc["gpu"] = torch.cuda.get_device_name(device)
     return desc
@@ -67,27 +75,32 @@ def run_speed_benchmark(params: Mapping[str, Any]) -> dict[str, Any]:
     sr = int(params.get("audio", {}).get("sample_rate", 44100))
     bb = params.get("backbone", {})
     torch.manual_seed(0)
-    mac = MacExtractor(KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)),
-                       channels_last=bool(bb.get("channels_last", True)))
+    mac = MacExtractor(
+        KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)), channels_last=bool(bb.get("channels_last", True))
+    )
     batch = int(params.get("extract", {}).get("batch_size", 128))
     per100 = 100.0 / seconds
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine_description(device), "audio_seconds": seconds, "repeats": repeats,
+        "machine": machine_description(device),
+        "audio_seconds": seconds,
+        "repeats": repeats,
         "note": "best of `repeats`; backbone weights are random (speed does not depend on them)",
-        "time_steps": {}}
+        "time_steps": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "bench.mp4"
-        encode(video, test_signal(seconds, sr), sr, ["-c:v", "libx264", "-c:a", "aac", "-b:a", "128k"],
-               still_image=True)
+        encode(
+            video, test_signal(seconds, sr), sr, ["-c:v", "libx264", "-c:a", "aac", "-b:a", "128k"], still_image=True
+        )
         t_decode, audio = _best_of(lambda: load_audio(video, sample_rate=sr), repeats)
         results["decode_s_per_100s"] = t_decode * per100
         for step in cfg_b.get("time_steps_ms", [1000]):
             cfg = FeatureConfig.from_params(params, int(step))
             front = SegmentFrontEnd(cfg, device)
-            t_mel, segments = _best_of(lambda: front(audio), repeats)
+            t_mel, segments = _best_of(lambda front=front: front(audio), repeats)
             mac.extract(segments[:batch], batch)  # warm-up (allocator, kernels)
-            t_cnn, _ = _best_of(lambda: mac.extract(segments, batch), repeats)
+            t_cnn, _ = _best_of(lambda segments=segments: mac.extract(segments, batch), repeats)
             total = t_decode + t_mel + t_cnn
             results["time_steps"][str(step)] = {
                 "segments": int(segments.shape[0]),
@@ -116,38 +129,71 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
     bb, dsets = params.get("backbone", {}), params.get("datasets", {})
     workers = int(dsets.get("decode_workers", 2))
     torch.manual_seed(0)
-    mac = MacExtractor(KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)),
-                       channels_last=bool(bb.get("channels_last", True)))
-    extractor = Extractor(mac, BackboneInfo("random", "random (speed benchmark)", "bench"),
-                          FeatureConfig.from_params(params), params.get("audio", {}))
-    out: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                           "machine": machine_description(device), "videos": n_videos, "video_seconds": seconds,
-                           "decode_workers": workers, "batch_segments": int(dsets.get("batch_segments", 2048)),
-                           "runs": {}}
+    mac = MacExtractor(
+        KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)), channels_last=bool(bb.get("channels_last", True))
+    )
+    extractor = Extractor(
+        mac,
+        BackboneInfo("random", "random (speed benchmark)", "bench"),
+        FeatureConfig.from_params(params),
+        params.get("audio", {}),
+    )
+    out: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_description(device),
+        "videos": n_videos,
+        "video_seconds": seconds,
+        "decode_workers": workers,
+        "batch_segments": int(dsets.get("batch_segments", 2048)),
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         videos = {f"v{i:05d}": str(Path(tmp) / f"v{i:05d}.mp4") for i in range(n_videos)}
 
         def make(item: tuple[int, str]) -> None:
-            encode(item[1], test_signal(seconds, sr, seed=item[0]), sr,
-                   ["-c:v", "libx264", "-c:a", "aac", "-b:a", "128k"], still_image=True)
+            encode(
+                item[1],
+                test_signal(seconds, sr, seed=item[0]),
+                sr,
+                ["-c:v", "libx264", "-c:a", "aac", "-b:a", "128k"],
+                still_image=True,
+            )
 
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             list(pool.map(make, enumerate(videos.values())))
         for amp in (False, True):
-            with FeatureStore(Path(tmp) / f"store_amp{int(amp)}", extractor.signature,
-                              dtype=dsets.get("store_dtype", "float32")) as store:
-                report = extract_to_store(extractor, videos, store, workers=workers,
-                                          batch_segments=out["batch_segments"], amp=amp, progress=False)
+            with FeatureStore(
+                Path(tmp) / f"store_amp{int(amp)}", extractor.signature, dtype=dsets.get("store_dtype", "float32")
+            ) as store:
+                report = extract_to_store(
+                    extractor,
+                    videos,
+                    store,
+                    workers=workers,
+                    batch_segments=out["batch_segments"],
+                    amp=amp,
+                    progress=False,
+                )
             wall = report.wall_seconds
             out["runs"]["amp" if amp else "fp32"] = {
-                "failed": len(report.failed), "wall_s": round(wall, 2), "videos_per_s": round(n_videos / wall, 2),
+                "failed": len(report.failed),
+                "wall_s": round(wall, 2),
+                "videos_per_s": round(n_videos / wall, 2),
                 "s_per_100s_of_audio": round(wall / (n_videos * seconds) * 100, 4),
-                "x_real_time": round(n_videos * seconds / wall, 1), "amp_active": amp and device.type == "cuda"}
+                "x_real_time": round(n_videos * seconds / wall, 1),
+                "amp_active": amp and device.type == "cuda",
+            }
     return out
 
 
-def run_similarity_benchmark(params: Mapping[str, Any], n_queries: int, n_videos: int,
-                             min_segments: int = 20, max_segments: int = 300, seed: int = 0) -> dict[str, Any]:
+def run_similarity_benchmark(
+    params: Mapping[str, Any],
+    n_queries: int,
+    n_videos: int,
+    min_segments: int = 20,
+    max_segments: int = 300,
+    seed: int = 0,
+) -> dict[str, Any]:
     """`dataset evaluate`'s scorer at collection scale: `n_queries` against `n_videos` videos of
     [min_segments, max_segments] segments (real collections do not share one length)."""
     from .budget import time_scorer
@@ -155,5 +201,9 @@ def run_similarity_benchmark(params: Mapping[str, Any], n_queries: int, n_videos
     device = resolve_device(params.get("device", "auto"))
     batch_bytes = int(params.get("datasets", {}).get("similarity_batch_mb", 1024)) << 20
     timing = time_scorer(device, n_queries, n_videos, min_segments, max_segments, batch_bytes, seed)
-    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine_description(device), **timing, "ms_per_pair": round(timing["ms_per_pair"], 4)}
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_description(device),
+        **timing,
+        "ms_per_pair": round(timing["ms_per_pair"], 4),
+    }

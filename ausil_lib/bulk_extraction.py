@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .audio import AudioError
-from .extraction import FAILURES_FILE, ExtractReport, Extractor, write_failures
+from .extraction import FAILURES_FILE, Extractor, ExtractReport, write_failures
 from .features import FeatureConfig
 from .store import FeatureStore, StoreError
 
@@ -46,7 +46,7 @@ class AudioDecoder:
     decode = Extractor.decode
 
     @classmethod
-    def of(cls, extractor: Extractor) -> "AudioDecoder":
+    def of(cls, extractor: Extractor) -> AudioDecoder:
         return cls(extractor.cfg, dict(extractor.audio_params))
 
 
@@ -128,7 +128,7 @@ class SegmentPacker:
             if room == 0:
                 break
             take = min(room, job.remaining)
-            chunks.append(job.segments[job.sent:job.sent + take])
+            chunks.append(job.segments[job.sent : job.sent + take])
             takers.append((job, take))
             job.sent += take
             room -= take
@@ -136,7 +136,7 @@ class SegmentPacker:
             rows = self.mac.extract(torch.cat(chunks), batch_size=self.batch_segments)
         start = 0
         for job, take in takers:
-            job.parts.append(rows[start:start + take])
+            job.parts.append(rows[start : start + take])
             start += take
         self.queued_rows -= start
         done = []
@@ -145,9 +145,17 @@ class SegmentPacker:
         return done
 
 
-def extract_to_store(extractor: Extractor, videos: Mapping[str, str], store: FeatureStore, *, workers: int = 2,
-                     batch_segments: int = 2048, amp: bool = False, progress: bool = True,
-                     failures_path: Path | None = None) -> ExtractReport:
+def extract_to_store(
+    extractor: Extractor,
+    videos: Mapping[str, str],
+    store: FeatureStore,
+    *,
+    workers: int = 2,
+    batch_segments: int = 2048,
+    amp: bool = False,
+    progress: bool = True,
+    failures_path: Path | None = None,
+) -> ExtractReport:
     """Describe every video not yet in `store`; bad files are reported, never fatal.
 
     `workers` decode processes (0: decode in this process). `amp` runs the backbone in float16
@@ -169,8 +177,13 @@ def extract_to_store(extractor: Extractor, videos: Mapping[str, str], store: Fea
         else:
             todo.append((vid, str(path)))
     packer = SegmentPacker(extractor, batch_segments, amp)
-    loader = DataLoader(DecodeDataset(todo, AudioDecoder.of(extractor)), batch_size=None, num_workers=workers,
-                        collate_fn=pass_through, persistent_workers=False)
+    loader = DataLoader(
+        DecodeDataset(todo, AudioDecoder.of(extractor)),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=pass_through,
+        persistent_workers=False,
+    )
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr)
     bar.set_postfix(failed=0)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .config import load_params
+from .labels import NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -34,19 +35,32 @@ def cmd_extract(args: argparse.Namespace) -> int:
         time_step = int(dataset_config(params, args.dataset).get("time_step_ms", time_step or 1000))
     extractor = Extractor.from_params(params, time_step)
     print(f"backbone: {extractor.backbone.label}", file=sys.stderr)
-    print(f"device: {extractor.mac.device}; time step {extractor.cfg.time_step_ms} ms; "
-          f"{len(videos)} videos -> {args.output_dir}", file=sys.stderr)
+    print(
+        f"device: {extractor.mac.device}; time step {extractor.cfg.time_step_ms} ms; "
+        f"{len(videos)} videos -> {args.output_dir}",
+        file=sys.stderr,
+    )
     if args.store:
         from .bulk_extraction import extract_to_store
         from .store import FeatureStore
 
         cfg = params.get("datasets", {})
         workers = args.workers if args.workers is not None else int(cfg.get("decode_workers", 2))
-        with FeatureStore(args.output_dir, extractor.signature, dtype=cfg.get("store_dtype", "float32"),
-                          shard_videos=int(cfg.get("shard_videos", 256))) as store:
-            report = extract_to_store(extractor, videos, store, workers=workers,
-                                      batch_segments=int(cfg.get("batch_segments", 2048)), amp=bool(cfg.get("amp")),
-                                      progress=not args.no_progress)
+        with FeatureStore(
+            args.output_dir,
+            extractor.signature,
+            dtype=cfg.get("store_dtype", "float32"),
+            shard_videos=int(cfg.get("shard_videos", 256)),
+        ) as store:
+            report = extract_to_store(
+                extractor,
+                videos,
+                store,
+                workers=workers,
+                batch_segments=int(cfg.get("batch_segments", 2048)),
+                amp=bool(cfg.get("amp")),
+                progress=not args.no_progress,
+            )
     else:
         workers = args.workers if args.workers is not None else int(params.get("extract", {}).get("decode_workers", 2))
         report = extractor.run(videos, args.output_dir, workers=workers, progress=not args.no_progress)
@@ -66,8 +80,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pr = Path(args.pr) if args.pr else results.with_name(results.stem + ".pr.json")
     labels = [x.strip() for x in args.relevant_labels.split(",") if x.strip()]
     ignore = [x.strip() for x in args.ignore_labels.split(",") if x.strip()]
-    result = evaluate_files(results, args.annotations, args.dataset_ids, labels, metrics_path=metrics, pr_path=pr,
-                            ignore_labels=ignore)
+    from .formats import read_unavailable
+
+    note = read_unavailable(results)
+    if note is not None:
+        from .evaluation import write_unavailable_metrics
+
+        write_unavailable_metrics(metrics, pr, note, labels, ignore)
+        print(f"{results}: {note}; {metrics} records the run as not available")
+        return 0
+    result = evaluate_files(
+        results, args.annotations, args.dataset_ids, labels, metrics_path=metrics, pr_path=pr, ignore_labels=ignore
+    )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.per_query:
@@ -78,16 +102,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from .download import fetch
+EXIT_UNREACHABLE = 3  # fetch-weights: the release could not be reached (offline)
 
-    bb = _params(args).get("backbone", {})
-    dest, url, sha = Path(bb["audioset_weights"]), bb["audioset_url"], bb.get("audioset_sha256")
-    digest = fetch(url, dest, sha256=sha, progress=not args.no_progress)
-    print(f"{dest}: sha256 {digest}")
-    if not sha:
-        print("params.yaml has no backbone.audioset_sha256: the file is UNVERIFIED. Check it against a trusted "
-              "copy, then record the digest above in params.yaml.", file=sys.stderr)
+
+def cmd_fetch_weights(args: argparse.Namespace) -> int:
+    from .weights import ReleaseConfig, fetch_release
+
+    cfg = ReleaseConfig.from_params(_params(args))
+    report = fetch_release(cfg, download_missing=not args.verify_only, progress=not args.no_progress)
+    pins = cfg.files()
+    for role, got in report.present.items():
+        how = "downloaded and verified" if role in report.fetched else "verified"
+        print(f"{pins[role].dest}: {how} (git blob {got.git_blob}, sha256 {got.sha256}, {got.size} bytes)")
+    if report.unreachable and args.optional:  # `make repro` offline: one line, and the run goes on
+        print(
+            f"ausil fetch-weights: could not reach {report.unreachable}; going on without the released files "
+            f"(released model not available)",
+            file=sys.stderr,
+        )
+        return 0
+    for role, why in report.missing.items():
+        print(f"{pins[role].dest}: absent ({why})")
+    print(
+        f"released model: {'available at ' + cfg.model_prefix if report.model_available else 'not available'}; "
+        f"manifest: {cfg.manifest}"
+    )
+    if report.unreachable:
+        print(f"ausil fetch-weights: could not reach {report.unreachable}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     return 0
 
 
@@ -100,8 +142,10 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
 
         results = run_similarity_benchmark(_params(args), args.similarity_queries, args.similarity_videos)
         atomic_write_json(args.output, results)
-        print(f"{results['pairs']} pairs in {results['wall_s']} s: {results['ms_per_pair']} ms per pair "
-              f"({results['buckets']} length buckets)")
+        print(
+            f"{results['pairs']} pairs in {results['wall_s']} s: {results['ms_per_pair']} ms per pair "
+            f"({results['buckets']} length buckets)"
+        )
         print(f"written: {args.output}")
         return 0
     if args.bulk_videos:
@@ -116,9 +160,11 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
     results = run_speed_benchmark(_params(args))
     atomic_write_json(args.output, results)
     for step, r in results["time_steps"].items():
-        print(f"t={step} ms: decode {results['decode_s_per_100s']:.3f} s, log-mel {r['logmel_s_per_100s']:.3f} s, "
-              f"backbone {r['backbone_s_per_100s']:.3f} s ({r['backbone_segments_per_s']:.0f} segments/s) per 100 s "
-              f"of audio; end to end {r['end_to_end_s_per_100s']:.3f} s = {r['end_to_end_x_real_time']:.0f}x real time")
+        print(
+            f"t={step} ms: decode {results['decode_s_per_100s']:.3f} s, log-mel {r['logmel_s_per_100s']:.3f} s, "
+            f"backbone {r['backbone_s_per_100s']:.3f} s ({r['backbone_segments_per_s']:.0f} segments/s) per 100 s "
+            f"of audio; end to end {r['end_to_end_s_per_100s']:.3f} s = {r['end_to_end_x_real_time']:.0f}x real time"
+        )
     print(f"written: {args.output}")
     return 0
 
@@ -143,23 +189,36 @@ def cmd_fetch_sources(args: argparse.Namespace) -> int:
             pass  # something differs: fetch again, then verify
     manifest = fetch_sources(_params(args), args.output_dir)
     n = {k: sum(r["kind"] == k for r in manifest["recordings"]) for k in ("music", "speech")}
-    print(f"{args.output_dir}: {n['music']} music and {n['speech']} speech recordings "
-          f"({len(manifest['skipped'])} skipped, see manifest.json)")
+    print(
+        f"{args.output_dir}: {n['music']} music and {n['speech']} speech recordings "
+        f"({len(manifest['skipped'])} skipped, see manifest.json)"
+    )
     if args.verify:
         verify_against_dvc(args.verify, strict=not args.accept)
-        print(f"{args.output_dir} matches the pins in {args.verify}"
-              if not args.accept else f"{args.verify} re-pinned to these sources")
+        print(
+            f"{args.output_dir} matches the pins in {args.verify}"
+            if not args.accept
+            else f"{args.verify} re-pinned to these sources"
+        )
     return 0
 
 
 def cmd_build_corpus(args: argparse.Namespace) -> int:
     from .corpus import build_corpus
 
-    summary = build_corpus(_params(args), args.sources, args.output_dir, summary_path=args.summary,
-                           workers=args.workers, progress=not args.no_progress)
+    summary = build_corpus(
+        _params(args),
+        args.sources,
+        args.output_dir,
+        summary_path=args.summary,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     for name, b in summary["benchmarks"].items():
-        print(f"{name}: {b['queries']} queries, {b['database']} videos ({b['database_hours']:.2f} h), "
-              f"{b['da_pairs']} DA pairs, {b['junk_pairs']} JUNK pairs")
+        print(
+            f"{name}: {b['queries']} queries, {b['database']} videos ({b['database_hours']:.2f} h), "
+            f"{b['da_pairs']} DA pairs, {b['junk_pairs']} JUNK pairs"
+        )
     print(f"{summary['clips']} clips, {summary['hours']:.2f} h of audio -> {args.output_dir}")
     return 0
 
@@ -181,11 +240,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     params = _params(args)
     _, info = load_backbone(params)
-    meta = train_ausil(params, args.features_dir, args.corpus, args.output, args.curve, info.label,
-                       progress=not args.no_progress)
+    meta = train_ausil(
+        params, args.features_dir, args.corpus, args.output, args.curve, info.label, progress=not args.no_progress
+    )
     print(f"triplets: {meta['triplets']}")
-    print(f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s; best val mAP {meta['val_map']:.4f} "
-          f"at step {meta['best_step']}; backbone: {info.label}")
+    print(
+        f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s; best val mAP {meta['val_map']:.4f} "
+        f"at step {meta['best_step']}; backbone: {info.label}"
+    )
     return 0
 
 
@@ -199,12 +261,20 @@ def cmd_similarity(args: argparse.Namespace) -> int:
         with baseline_method(args.method, params, args.features_dir) as method:
             print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
             timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
+    elif args.model == RELEASED_MODEL and _released_unavailable(params):
+        from .formats import write_unavailable
+
+        write_unavailable(args.output, "ausil", RELEASED_LABEL, NOT_AVAILABLE)
+        print(f"{RELEASED_LABEL}: {NOT_AVAILABLE} ({args.output} records that)", file=sys.stderr)
+        return 0
     else:
         method = _ausil_method(args, params)
         print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
         timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
-    print(f"{args.output}: indexing {timing['index_s']:.1f} s, querying {timing['query_s']:.1f} s "
-          f"({timing['ms_per_pair']:.2f} ms per pair), {timing['failed']} failed")
+    print(
+        f"{args.output}: indexing {timing['index_s']:.1f} s, querying {timing['query_s']:.1f} s "
+        f"({timing['ms_per_pair']:.2f} ms per pair), {timing['failed']} failed"
+    )
     return 0
 
 
@@ -213,16 +283,43 @@ def _ausil_method(args: argparse.Namespace, params: dict):
     from .extraction import Extractor
     from .model import load_model
     from .retrieval import AusilMethod
+    from .weights import ReleaseConfig, verify_released_model
 
     if not args.model:
         raise ValueError("--model is needed for --method ausil")
-    model, meta = load_model(args.model, variant=args.variant)
+    path = ReleaseConfig.from_params(params).model_prefix if args.model == RELEASED_MODEL else args.model
+    released = verify_released_model(params, path)
+    model, meta = load_model(path, variant=args.variant)
     extractor = Extractor.from_params(params)
-    if meta.get("backbone") and meta["backbone"] != extractor.backbone.label:
-        raise ValueError(f"{args.model} was trained on features of '{meta['backbone']}', "
-                         f"but params select '{extractor.backbone.label}'")
-    return AusilMethod(model, extractor, args.features_dir, resolve_device(params.get("device", "auto")),
-                       label=f"AuSiL ({args.variant}); backbone: {extractor.backbone.label}")
+    if released:
+        if extractor.backbone.source != "audioset":
+            raise ValueError(
+                f"{path}: the released model was trained on AudioSet-backbone descriptors, but params "
+                f"select '{extractor.backbone.label}' (`ausil fetch-weights` fetches the backbone)"
+            )
+        label = f"{RELEASED_LABEL} ({args.variant}); checkpoint {path}; backbone: {extractor.backbone.label}"
+    elif meta.get("source") == "tensorflow-checkpoint":
+        print(
+            f"warning: {path} is a TensorFlow checkpoint other than the pinned release: it does not record which "
+            f"backbone it was trained on; scoring with '{extractor.backbone.label}'",
+            file=sys.stderr,
+        )
+        label = f"AuSiL ({args.variant}), TensorFlow checkpoint {path}; backbone: {extractor.backbone.label}"
+    else:
+        if meta.get("backbone") and meta["backbone"] != extractor.backbone.label:
+            raise ValueError(
+                f"{args.model} was trained on features of '{meta['backbone']}', "
+                f"but params select '{extractor.backbone.label}'"
+            )
+        label = f"AuSiL ({args.variant}), model {args.model}; backbone: {extractor.backbone.label}"
+    return AusilMethod(model, extractor, args.features_dir, resolve_device(params.get("device", "auto")), label=label)
+
+
+def _released_unavailable(params: dict) -> bool:
+    """True when `--model released` cannot run here: a released file (backbone or checkpoint) is absent."""
+    from .weights import ReleaseConfig
+
+    return not all(Path(pin.dest).is_file() for pin in ReleaseConfig.from_params(params).files().values())
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
@@ -242,8 +339,17 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     else:
         if not (args.model and args.features_dir and args.results_dir and args.metrics_dir and args.plots_dir):
             raise ValueError("evaluate needs --model, --features-dir, --results-dir, --metrics-dir and --plots-dir")
-        out = dp.stage_evaluate(params, args.dataset, args.model, args.features_dir, args.results_dir,
-                                args.metrics_dir, args.plots_dir, args.variant, progress)
+        out = dp.stage_evaluate(
+            params,
+            args.dataset,
+            args.model,
+            args.features_dir,
+            args.results_dir,
+            args.metrics_dir,
+            args.plots_dir,
+            args.variant,
+            progress,
+        )
     print(json.dumps(out, indent=1, sort_keys=True))
     return 0
 
@@ -259,8 +365,7 @@ def cmd_dataset_budget(args: argparse.Namespace) -> int:
     pair = measure_pair_ms(resolve_device(params.get("device", "auto")))
     bulk = load_speed_report(args.bulk_report) if args.bulk_report else None
     for name in args.dataset:
-        budget = estimate(name, dataset_config(params, name), params, load_speed_report(args.speed_report), pair,
-                          bulk)
+        budget = estimate(name, dataset_config(params, name), params, load_speed_report(args.speed_report), pair, bulk)
         print(json.dumps(budget, indent=1) if args.json else render(budget))
     return 0
 
@@ -275,147 +380,269 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ausil", description="Audio-based near-duplicate video retrieval benchmark (AuSiL, ICPR 2020). "
-                                  "Settings come from params.yaml; each subcommand is one pipeline step.")
+        prog="ausil",
+        description="Audio-based near-duplicate video retrieval benchmark (AuSiL, ICPR 2020). "
+        "Settings come from params.yaml; each subcommand is one pipeline step.",
+    )
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, description: str
-            ) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, description: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=description)
         p.set_defaults(func=func)
         return p
 
-    p = add("extract", cmd_extract, "decode videos and write AuSiL segment descriptors",
-            "Decode the audio of every video in a list, compute 2 s log-mel segments and their 2528-d MAC "
-            "descriptors, and write one <id>.npz per video (arrays 'descriptors' float32 [segments, 2528] and "
-            "'meta' JSON). Videos already extracted with the same backbone and front end are skipped, so an "
-            "interrupted run resumes. Files that cannot be used are listed with the reason in "
-            "OUTPUT_DIR/failures.tsv and the run goes on.")
+    p = add(
+        "extract",
+        cmd_extract,
+        "decode videos and write AuSiL segment descriptors",
+        "Decode the audio of every video in a list, compute 2 s log-mel segments and their 2528-d MAC "
+        "descriptors, and write one <id>.npz per video (arrays 'descriptors' float32 [segments, 2528] and "
+        "'meta' JSON). Videos already extracted with the same backbone and front end are skipped, so an "
+        "interrupted run resumes. Files that cannot be used are listed with the reason in "
+        "OUTPUT_DIR/failures.tsv and the run goes on.",
+    )
     p.add_argument("--videos", required=True, help="video list, one 'id path' per line")
     p.add_argument("--output-dir", required=True, help="directory for the feature files and failures.tsv")
-    p.add_argument("--time-step-ms", type=int, default=None,
-                   help="segment step in ms (default: features.time_step_ms in params.yaml)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="files decoded ahead of the backbone (default: extract.decode_workers)")
-    p.add_argument("--dataset", default=None,
-                   help="a key of params.yaml datasets: use its time_step_ms (SVD: 125 ms)")
-    p.add_argument("--store", action="store_true",
-                   help="write a sharded feature store (real datasets: DataLoader decoding workers, large batches, "
-                        "mixed precision on GPU; params datasets.*) instead of one .npz per video")
+    p.add_argument(
+        "--time-step-ms",
+        type=int,
+        default=None,
+        help="segment step in ms (default: features.time_step_ms in params.yaml)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="files decoded ahead of the backbone (default: extract.decode_workers)",
+    )
+    p.add_argument("--dataset", default=None, help="a key of params.yaml datasets: use its time_step_ms (SVD: 125 ms)")
+    p.add_argument(
+        "--store",
+        action="store_true",
+        help="write a sharded feature store (real datasets: DataLoader decoding workers, large batches, "
+        "mixed precision on GPU; params datasets.*) instead of one .npz per video",
+    )
     p.add_argument("--fail-on-error", action="store_true", help="exit with status 3 if any video failed")
-    p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
-                   help="override backbone.source; main keeps params.yaml's choice")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        choices=["main", "auto", "audioset", "trained", "random"],
+        help="override backbone.source; main keeps params.yaml's choice",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("evaluate", cmd_evaluate, "mAP and interpolated PR curve of a results file (FIVR protocol)",
-            "Score a results JSON {query: {video: similarity}} against annotations {query: {label: [ids]}} "
-            "under the FIVR protocol: the query itself is excluded, only dataset ids are ranked, relevant "
-            "videos missing from the results count as never retrieved, ties are broken by video id. Prints "
-            "mAP and writes a metrics JSON and the 21 interpolated PR points.")
+    p = add(
+        "evaluate",
+        cmd_evaluate,
+        "mAP and interpolated PR curve of a results file (FIVR protocol)",
+        "Score a results JSON {query: {video: similarity}} against annotations {query: {label: [ids]}} "
+        "under the FIVR protocol: the query itself is excluded, only dataset ids are ranked, relevant "
+        "videos missing from the results count as never retrieved, ties are broken by video id. Prints "
+        "mAP and writes a metrics JSON and the 21 interpolated PR points.",
+    )
     p.add_argument("--results", required=True, help="results JSON")
     p.add_argument("--annotations", required=True, help="annotation JSON")
     p.add_argument("--dataset-ids", required=True, help="file with the dataset's video ids, one per line")
     p.add_argument("--relevant-labels", default="DA", help="comma-separated relevant labels (default: %(default)s)")
     p.add_argument("--metrics", default=None, help="metrics JSON to write (default: RESULTS.metrics.json)")
     p.add_argument("--pr", default=None, help="PR points JSON to write (default: RESULTS.pr.json)")
-    p.add_argument("--ignore-labels", default="",
-                   help="comma-separated labels whose videos leave that query's ranking (the embedded corpus "
-                        "uses JUNK); empty (default) is the plain FIVR protocol")
+    p.add_argument(
+        "--ignore-labels",
+        default="",
+        help="comma-separated labels whose videos leave that query's ranking (the embedded corpus "
+        "uses JUNK); empty (default) is the plain FIVR protocol",
+    )
     p.add_argument("--per-query", action="store_true", help="also print the AP of every query")
 
-    p = add("fetch-weights", cmd_fetch_weights, "download the AudioSet-pretrained backbone weights",
-            "Download backbone.audioset_url to backbone.audioset_weights and check backbone.audioset_sha256 "
-            "(a mismatch discards the file). Needs network access to the public copy.")
+    p = add(
+        "fetch-weights",
+        cmd_fetch_weights,
+        "download and verify the AuSiL authors' released files",
+        "Download the files params.yaml `release` pins (the AudioSet backbone and the authors' VCDB-trained "
+        "similarity checkpoint) from the authors' repository at the pinned commit, verify each against its git "
+        "blob id (and SHA-256 where pinned), and write the manifest the pipeline depends on. Verified files are "
+        "not fetched again; an interrupted download resumes; a file that does not match is refused and removed. "
+        f"Offline it says in one line what it could not reach and exits with status {EXIT_UNREACHABLE}.",
+    )
+    p.add_argument(
+        "--optional",
+        action="store_true",
+        help="an unreachable release is a note, not an error (exit 0): what `make repro` uses",
+    )
+    p.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="no network: verify the files present and write the manifest (the DVC `weights` stage)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("benchmark-speed", cmd_benchmark_speed, "measure feature-extraction speed on this machine",
-            "Time decoding, log-mel, the backbone and the whole front end on a synthetic "
-            "benchmark_speed.audio_seconds-long mp4 and write the numbers (with date and machine) to JSON.")
+    p = add(
+        "benchmark-speed",
+        cmd_benchmark_speed,
+        "measure feature-extraction speed on this machine",
+        "Time decoding, log-mel, the backbone and the whole front end on a synthetic "
+        "benchmark_speed.audio_seconds-long mp4 and write the numbers (with date and machine) to JSON.",
+    )
     p.add_argument("--output", default="reports/speed.json", help="JSON file to write (default: %(default)s)")
-    p.add_argument("--bulk-videos", type=int, default=0,
-                   help="instead: throughput of `extract --store` over this many distinct 100 s videos "
-                        "(decoding workers, packed batches, fp32 and mixed precision)")
-    p.add_argument("--similarity-videos", type=int, default=0,
-                   help="instead: time `dataset evaluate`'s AuSiL scorer on this many videos of 20-300 segments")
+    p.add_argument(
+        "--bulk-videos",
+        type=int,
+        default=0,
+        help="instead: throughput of `extract --store` over this many distinct 100 s videos "
+        "(decoding workers, packed batches, fp32 and mixed precision)",
+    )
+    p.add_argument(
+        "--similarity-videos",
+        type=int,
+        default=0,
+        help="instead: time `dataset evaluate`'s AuSiL scorer on this many videos of 20-300 segments",
+    )
     p.add_argument("--similarity-queries", type=int, default=76, help="queries for --similarity-videos")
 
-    p = add("fetch-sources", cmd_fetch_sources, "materialise the embedded corpus's source recordings",
-            "Download the pinned Debian music packages (apt-get download + dpkg-deb -x, no root needed) or copy "
-            "sources.music_dir, render espeak-ng speech, and write OUTPUT_DIR/manifest.json with every "
-            "recording's origin, SHA-256, duration, licence and variant group. With --verify, check the result "
-            "against the pins DVC holds for it (data.dvc) and fail on any difference.")
+    p = add(
+        "fetch-sources",
+        cmd_fetch_sources,
+        "materialise the embedded corpus's source recordings",
+        "Download the pinned Debian music packages (apt-get download + dpkg-deb -x, no root needed) or copy "
+        "sources.music_dir, render espeak-ng speech, and write OUTPUT_DIR/manifest.json with every "
+        "recording's origin, SHA-256, duration, licence and variant group. With --verify, check the result "
+        "against the pins DVC holds for it (data.dvc) and fail on any difference.",
+    )
     p.add_argument("--output-dir", default="data/sources", help="where the recordings go (default: %(default)s)")
-    p.add_argument("--verify", default=None, metavar="DVC_FILE",
-                   help="DVC file pinning OUTPUT_DIR (e.g. data.dvc): fail if the sources differ from it")
-    p.add_argument("--accept", action="store_true",
-                   help="with --verify: re-pin DVC_FILE to these sources instead of failing (other music)")
+    p.add_argument(
+        "--verify",
+        default=None,
+        metavar="DVC_FILE",
+        help="DVC file pinning OUTPUT_DIR (e.g. data.dvc): fail if the sources differ from it",
+    )
+    p.add_argument(
+        "--accept",
+        action="store_true",
+        help="with --verify: re-pin DVC_FILE to these sources instead of failing (other music)",
+    )
 
-    p = add("build-corpus", cmd_build_corpus, "build the embedded benchmark from the source recordings",
-            "Plan (deterministically from params.yaml corpus and the manifest), render and encode every clip of "
-            "the train, val and test splits and the speed-transformed test set; write per benchmark "
-            "queries.txt, database.txt, dataset_ids.txt and annotation.json, plus construction_log.json. "
-            "Clips already rendered with the same plan are kept, so an interrupted build resumes.")
+    p = add(
+        "build-corpus",
+        cmd_build_corpus,
+        "build the embedded benchmark from the source recordings",
+        "Plan (deterministically from params.yaml corpus and the manifest), render and encode every clip of "
+        "the train, val and test splits and the speed-transformed test set; write per benchmark "
+        "queries.txt, database.txt, dataset_ids.txt and annotation.json, plus construction_log.json. "
+        "Clips already rendered with the same plan are kept, so an interrupted build resumes.",
+    )
     p.add_argument("--sources", default="data/sources", help="source recordings (default: %(default)s)")
     p.add_argument("--output-dir", default="data/corpus", help="corpus directory (default: %(default)s)")
-    p.add_argument("--summary", default="reports/corpus_summary.json", help="summary metrics JSON (default: %(default)s)")
+    p.add_argument(
+        "--summary", default="reports/corpus_summary.json", help="summary metrics JSON (default: %(default)s)"
+    )
     p.add_argument("--workers", type=int, default=2, help="clips rendered in parallel (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("train-backbone", cmd_train_backbone, "train the backbone on the train split (no AudioSet weights)",
-            "Self-supervised training of the weak_mxh64_1024 architecture on the corpus's train-split recordings: "
-            "InfoNCE between MAC descriptors of clean 2 s windows and transformed copies (params "
-            "backbone_training). Stops at the time budget or max_steps; resumes from its checkpoint.")
+    p = add(
+        "train-backbone",
+        cmd_train_backbone,
+        "train the backbone on the train split (no AudioSet weights)",
+        "Self-supervised training of the weak_mxh64_1024 architecture on the corpus's train-split recordings: "
+        "InfoNCE between MAC descriptors of clean 2 s windows and transformed copies (params "
+        "backbone_training). Stops at the time budget or max_steps; resumes from its checkpoint.",
+    )
     p.add_argument("--sources", default="data/sources", help="source recordings (default: %(default)s)")
-    p.add_argument("--corpus", default="data/corpus", help="corpus, for the split of each recording (default: %(default)s)")
+    p.add_argument(
+        "--corpus", default="data/corpus", help="corpus, for the split of each recording (default: %(default)s)"
+    )
     p.add_argument("--output", default="models/backbone.pt", help="trained backbone (default: %(default)s)")
     p.add_argument("--curve", default="reports/backbone_training.json", help="loss curve JSON (default: %(default)s)")
     p.add_argument("--max-steps", type=int, default=None, help="override backbone_training.max_steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("train", cmd_train, "train the AuSiL similarity network",
-            "Learn PCA whitening from train-split segment descriptors, mine triplets from the train benchmark "
-            "(positive and hard-negative thresholds of the paper), train context vector and similarity CNN "
-            "with the triplet loss plus similarity regularisation (params training), and keep the checkpoint "
-            "with the best validation mAP.")
+    p = add(
+        "train",
+        cmd_train,
+        "train the AuSiL similarity network",
+        "Learn PCA whitening from train-split segment descriptors, mine triplets from the train benchmark "
+        "(positive and hard-negative thresholds of the paper), train context vector and similarity CNN "
+        "with the triplet loss plus similarity regularisation (params training), and keep the checkpoint "
+        "with the best validation mAP.",
+    )
     p.add_argument("--features-dir", required=True, help="descriptors of the corpus videos (ausil extract)")
     p.add_argument("--corpus", default="data/corpus", help="corpus directory (default: %(default)s)")
     p.add_argument("--output", required=True, help="model file to write")
     p.add_argument("--curve", required=True, help="training curve JSON (loss, validation mAP per step)")
     p.add_argument("--gamma", type=float, default=None, help="override training.gamma (Table VII sweep)")
-    p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
-                   help="override backbone.source; main keeps params.yaml's choice (must match the features)")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        choices=["main", "auto", "audioset", "trained", "random"],
+        help="override backbone.source; main keeps params.yaml's choice (must match the features)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("similarity", cmd_similarity, "score every query against a database with one method",
-            "Write the reference results JSON {query: {video: similarity}} for a list of queries against a "
-            "list of database videos, plus OUTPUT.failures.tsv (videos that could not be used, and why) and "
-            "OUTPUT.timing.json (time indexing and querying). Finished queries are kept in OUTPUT.partial, so "
-            "an interrupted run resumes.")
-    p.add_argument("--method", default="ausil", choices=["ausil", "dejavu", "spectro-slides", "spectro-tiles"],
-                   help="retrieval method (default: %(default)s); dejavu starts and stops its own PostgreSQL")
+    p = add(
+        "similarity",
+        cmd_similarity,
+        "score every query against a database with one method",
+        "Write the reference results JSON {query: {video: similarity}} for a list of queries against a "
+        "list of database videos, plus OUTPUT.failures.tsv (videos that could not be used, and why) and "
+        "OUTPUT.timing.json (time indexing and querying). Finished queries are kept in OUTPUT.partial, so "
+        "an interrupted run resumes.",
+    )
+    p.add_argument(
+        "--method",
+        default="ausil",
+        choices=["ausil", "dejavu", "spectro-slides", "spectro-tiles"],
+        help="retrieval method (default: %(default)s); dejavu starts and stops its own PostgreSQL",
+    )
     p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
     p.add_argument("--database", required=True, help="database video list ('id path' per line)")
     p.add_argument("--output", required=True, help="results JSON to write")
-    p.add_argument("--model", default=None, help="AuSiL model file (method ausil)")
-    p.add_argument("--variant", default="full", choices=["mac", "mac_w", "mac_w_a", "full"],
-                   help="AuSiL ablation variant (default: %(default)s)")
-    p.add_argument("--time-step-ms", type=int, default=None,
-                   help="override features.time_step_ms (must match the stored descriptors; Table IV sweep)")
-    p.add_argument("--features-dir", default="features",
-                   help="stored descriptors (ausil) or fingerprints (spectro); missing ones are computed here")
-    p.add_argument("--backbone", default=None, choices=["main", "auto", "audioset", "trained", "random"],
-                   help="override backbone.source; main keeps params.yaml's choice (must match the model's features)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="method ausil: this project's model file, a TensorFlow checkpoint prefix (PREFIX.index and "
+        "PREFIX.data-00000-of-00001, read without TensorFlow), or `released` for the authors' "
+        "checkpoint pinned in params.yaml (when its files are absent, the run is recorded as not "
+        "available and the command succeeds)",
+    )
+    p.add_argument(
+        "--variant",
+        default="full",
+        choices=["mac", "mac_w", "mac_w_a", "full"],
+        help="AuSiL ablation variant (default: %(default)s)",
+    )
+    p.add_argument(
+        "--time-step-ms",
+        type=int,
+        default=None,
+        help="override features.time_step_ms (must match the stored descriptors; Table IV sweep)",
+    )
+    p.add_argument(
+        "--features-dir",
+        default="features",
+        help="stored descriptors (ausil) or fingerprints (spectro); missing ones are computed here",
+    )
+    p.add_argument(
+        "--backbone",
+        default=None,
+        choices=["main", "auto", "audioset", "trained", "random"],
+        help="override backbone.source; main keeps params.yaml's choice (must match the model's features)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("dataset", cmd_dataset, "one real-dataset stage (FIVR-200K/5K_a, SVD_a, VCDB, EVVE)",
-            "Run one stage for a dataset defined in params.yaml `datasets`: 'annotations' fetches the "
-            "annotation files (checksummed), validates them and composes the tasks (FIVR-5K_a subset, audio, "
-            "visual, training splits); 'videos' downloads the media (yt-dlp for FIVR's YouTube ids: resumable, "
-            "rate-limited, unavailable videos recorded; distribution archives for SVD, VCDB, EVVE); "
-            "'benchmarks' matches files to the plan, renders the speed copies and writes every task's "
-            "benchmark directory; 'evaluate' scores every task with AuSiL from the sharded feature store and "
-            "writes results, metrics and PR points. See `ausil dataset-budget` for a dry run.")
+    p = add(
+        "dataset",
+        cmd_dataset,
+        "one real-dataset stage (FIVR-200K/5K_a, SVD_a, VCDB, EVVE)",
+        "Run one stage for a dataset defined in params.yaml `datasets`: 'annotations' fetches the "
+        "annotation files (checksummed), validates them and composes the tasks (FIVR-5K_a subset, audio, "
+        "visual, training splits); 'videos' downloads the media (yt-dlp for FIVR's YouTube ids: resumable, "
+        "rate-limited, unavailable videos recorded; distribution archives for SVD, VCDB, EVVE); "
+        "'benchmarks' matches files to the plan, renders the speed copies and writes every task's "
+        "benchmark directory; 'evaluate' scores every task with AuSiL from the sharded feature store and "
+        "writes results, metrics and PR points. See `ausil dataset-budget` for a dry run.",
+    )
     p.add_argument("step", choices=["annotations", "videos", "benchmarks", "evaluate"])
     p.add_argument("--dataset", required=True, help="a key of params.yaml datasets (fivr200k, fivr5k, svd, ...)")
     p.add_argument("--model", default=None, help="evaluate: AuSiL model file")
@@ -426,28 +653,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots-dir", default=None, help="evaluate: where the PR points <task>.json go")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add("dataset-budget", cmd_dataset_budget, "dry run: disk, time and GPU budget of a real dataset",
-            "Print, before anything is fetched, the media and feature disk, the download, extraction and "
-            "similarity time and the GPU memory of each named dataset, from its published size "
-            "(datasets.<name>.stats), the extraction speed measured by benchmark-speed and a similarity "
-            "timing measured now on this machine's device.")
+    p = add(
+        "dataset-budget",
+        cmd_dataset_budget,
+        "dry run: disk, time and GPU budget of a real dataset",
+        "Print, before anything is fetched, the media and feature disk, the download, extraction and "
+        "similarity time and the GPU memory of each named dataset, from its published size "
+        "(datasets.<name>.stats), the extraction speed measured by benchmark-speed and a similarity "
+        "timing measured now on this machine's device.",
+    )
     p.add_argument("dataset", nargs="+", help="keys of params.yaml datasets")
-    p.add_argument("--speed-report", default="reports/speed.json",
-                   help="benchmark-speed output measured on the machine that will extract (default: %(default)s)")
-    p.add_argument("--bulk-report", default=None,
-                   help="optional `benchmark-speed --bulk-videos` output from that machine (parallel decoding)")
+    p.add_argument(
+        "--speed-report",
+        default="reports/speed.json",
+        help="benchmark-speed output measured on the machine that will extract (default: %(default)s)",
+    )
+    p.add_argument(
+        "--bulk-report",
+        default=None,
+        help="optional `benchmark-speed --bulk-videos` output from that machine (parallel decoding)",
+    )
     p.add_argument("--json", action="store_true", help="JSON instead of text")
 
-    p = add("report", cmd_report, "execute the notebooks with papermill and render them to HTML",
-            "Run every notebook in notebooks/ with papermill (parameter root), write the executed notebooks and "
-            "their HTML (plots embedded) to OUT. The notebooks only read the pipeline's results and draw.")
+    p = add(
+        "report",
+        cmd_report,
+        "execute the notebooks with papermill and render them to HTML",
+        "Run every notebook in notebooks/ with papermill (parameter root), write the executed notebooks and "
+        "their HTML (plots embedded) to OUT. The notebooks only read the pipeline's results and draw.",
+    )
     p.add_argument("--root", default=".", help="repository root holding metrics/, plots/, results/, reports/")
     p.add_argument("--out", default="reports/rendered", help="output folder (default: %(default)s)")
     p.add_argument("--no-html", action="store_true", help="executed notebooks only, no HTML")
 
-    p = add("readme", cmd_readme, "regenerate the README's measured tables from reports/",
-            "Rewrite the marked sections of README.md (speed table, results tables) from the report files "
-            "the pipeline wrote, so that no number in the README is typed by hand.")
+    p = add(
+        "readme",
+        cmd_readme,
+        "regenerate the README's measured tables from reports/",
+        "Rewrite the marked sections of README.md (speed table, results tables) from the report files "
+        "the pipeline wrote, so that no number in the README is typed by hand.",
+    )
     p.add_argument("--readme", default="README.md", help="file to update (default: %(default)s)")
     return parser
 

@@ -51,6 +51,7 @@ def full_float32() -> Iterator[None]:
     measured on an H100 that moved MAC descriptors by up to 2.9e-4 from the CPU's. Float32 work runs
     with TF32 off, so a GPU gives the CPU's numbers; mixed precision is the explicit speed option."""
     cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                     allow_tf32=False):
+    with cudnn.flags(
+        enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+    ):
         yield

@@ -52,7 +52,7 @@ class Piece:
     rec: str
     src_start: float
     src_end: float
-    role: str = "content"   # content | mix
+    role: str = "content"  # content | mix
     speed: float = 1.0
 
 
@@ -60,8 +60,8 @@ class Piece:
 class Clip:
     clip_id: str
     split: str
-    role: str                # query | positive | distractor | speed
-    case: str                # full, partial, embedded, transformed, hard:<kind>, distractor, speech, x<factor>
+    role: str  # query | positive | distractor | speed
+    case: str  # full, partial, embedded, transformed, hard:<kind>, distractor, speech, x<factor>
     fmt: str
     pieces: list[Piece]
     transforms: list[dict[str, Any]] = field(default_factory=list)
@@ -119,8 +119,15 @@ def _split_counts(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
 class Planner:
     """Draws the clips of one split: queries, their duplicates, distractors and speed copies."""
 
-    def __init__(self, split: str, music: list[Recording], speech: list[Recording], cfg: Mapping[str, Any],
-                 size: Mapping[str, Any], seed: int) -> None:
+    def __init__(
+        self,
+        split: str,
+        music: list[Recording],
+        speech: list[Recording],
+        cfg: Mapping[str, Any],
+        size: Mapping[str, Any],
+        seed: int,
+    ) -> None:
         self.split, self.music, self.speech, self.cfg, self.size = split, music, speech, cfg, size
         self.rng = np.random.default_rng(_seed(seed, "plan", split))
         self.by_id = {r.rec_id: r for r in music + speech}
@@ -154,8 +161,16 @@ class Planner:
                 qid = f"{self.split}_q{qi:03d}"
                 qi += 1
                 self.segments[rec.rec_id].append((start, start + length))
-                self.clips.append(Clip(qid, self.split, "query", "query", self.next_format(),
-                                       [Piece(rec.rec_id, round(start, 3), round(start + length, 3))]))
+                self.clips.append(
+                    Clip(
+                        qid,
+                        self.split,
+                        "query",
+                        "query",
+                        self.next_format(),
+                        [Piece(rec.rec_id, round(start, 3), round(start + length, 3))],
+                    )
+                )
                 self.positives(qid, rec, start, start + length, qi)
         self.distractors()
         return self.clips
@@ -182,11 +197,17 @@ class Planner:
         elif case == "embedded":
             o = float(self.rng.uniform(min(3.0, L), min(L, 10.0)))
             s = a + float(self.rng.uniform(0, L - o))
-            pieces = [self.filler(rec, float(self.rng.uniform(2, 8))), Piece(rec.rec_id, s, s + o),
-                      self.filler(rec, float(self.rng.uniform(2, 8)))]
+            pieces = [
+                self.filler(rec, float(self.rng.uniform(2, 8))),
+                Piece(rec.rec_id, s, s + o),
+                self.filler(rec, float(self.rng.uniform(2, 8))),
+            ]
         elif case == "transformed":
-            base = [Piece(rec.rec_id, a, b)] if self.rng.random() < 0.5 else [
-                self.partial(rec, a, b, overlap=float(self.rng.uniform(min(2.0, L), L)))]
+            base = (
+                [Piece(rec.rec_id, a, b)]
+                if self.rng.random() < 0.5
+                else [self.partial(rec, a, b, overlap=float(self.rng.uniform(min(2.0, L), L)))]
+            )
             pieces = base
             presets = self.cfg["transform_presets"]
             name = sorted(presets)[int(self.rng.integers(len(presets)))]
@@ -202,8 +223,16 @@ class Planner:
             transforms = self.resolve(spec.get("chain", []), rec, pieces)
         else:
             raise ValueError(f"unknown positive case {case!r} in corpus.positives")
-        return Clip(cid, self.split, "positive", case, self.next_format(), [self.rounded(p) for p in pieces],
-                    transforms, query=qid)
+        return Clip(
+            cid,
+            self.split,
+            "positive",
+            case,
+            self.next_format(),
+            [self.rounded(p) for p in pieces],
+            transforms,
+            query=qid,
+        )
 
     @staticmethod
     def rounded(p: Piece) -> Piece:
@@ -215,11 +244,11 @@ class Planner:
         overlap = min(overlap, L)
         length = max(overlap, float(self.rng.uniform(0.5 * L, 1.5 * L)))
         if self.rng.random() < 0.5 and b - overlap + length <= rec.duration_s:
-            start = b - overlap                      # clip begins inside the segment, runs past its end
+            start = b - overlap  # clip begins inside the segment, runs past its end
         elif a + overlap - length >= 0:
-            start = a + overlap - length             # clip ends inside the segment
+            start = a + overlap - length  # clip ends inside the segment
         else:
-            start, length = a, overlap               # no room either side: the shared part alone
+            start, length = a, overlap  # no room either side: the shared part alone
         return Piece(rec.rec_id, start, min(start + length, rec.duration_s))
 
     def filler(self, exclude: Recording, seconds: float) -> Piece:
@@ -228,8 +257,10 @@ class Planner:
         if self.speech and (not pool or self.rng.random() < 0.5):
             pool = [r for r in self.speech if r.duration_s > 1.0]
         if not pool:
-            raise ValueError(f"split {self.split!r} has no unrelated audio for embedded copies (one variant group, "
-                             "no speech): add recordings, enable speech or change corpus.split_fractions")
+            raise ValueError(
+                f"split {self.split!r} has no unrelated audio for embedded copies (one variant group, "
+                "no speech): add recordings, enable speech or change corpus.split_fractions"
+            )
         rec = pool[int(self.rng.integers(len(pool)))]
         seconds = min(seconds, rec.duration_s)
         start = float(self.rng.uniform(0, rec.duration_s - seconds))
@@ -269,16 +300,35 @@ class Planner:
                 transforms: list[dict[str, Any]] = []
                 if self.rng.random() < float(self.cfg["distractor_transform_share"]):
                     presets = self.cfg["transform_presets"]
-                    transforms = self.resolve(presets[sorted(presets)[int(self.rng.integers(len(presets)))]], rec, pieces)
-                self.clips.append(Clip(f"{self.split}_d{n:03d}", self.split, "distractor", "distractor",
-                                       self.next_format(), pieces, transforms))
+                    transforms = self.resolve(
+                        presets[sorted(presets)[int(self.rng.integers(len(presets)))]], rec, pieces
+                    )
+                self.clips.append(
+                    Clip(
+                        f"{self.split}_d{n:03d}",
+                        self.split,
+                        "distractor",
+                        "distractor",
+                        self.next_format(),
+                        pieces,
+                        transforms,
+                    )
+                )
                 n += 1
         for k in range(int(self.size["speech_distractors"])):
             if not self.speech:
                 break
             rec = self.speech[k % len(self.speech)]
-            self.clips.append(Clip(f"{self.split}_s{k:03d}", self.split, "distractor", "speech", self.next_format(),
-                                   [Piece(rec.rec_id, 0.0, rec.duration_s)]))
+            self.clips.append(
+                Clip(
+                    f"{self.split}_s{k:03d}",
+                    self.split,
+                    "distractor",
+                    "speech",
+                    self.next_format(),
+                    [Piece(rec.rec_id, 0.0, rec.duration_s)],
+                )
+            )
 
     def free_start(self, rec: Recording, length: float) -> float | None:
         """A start whose clip shares nothing with the recording's query segments (None if none found)."""
@@ -298,9 +348,18 @@ def speed_copies(clips: Sequence[Clip], factors: Sequence[float], split: str) ->
         if q.role != "query" or q.split != split:
             continue
         for f in factors:
-            out.append(Clip(f"{q.clip_id}_x{f:g}", split, "speed", f"x{f:g}", q.fmt,
-                            [Piece(p.rec, p.src_start, p.src_end, p.role, float(f)) for p in q.pieces],
-                            [{"name": "speed", "factor": float(f)}], query=q.clip_id))
+            out.append(
+                Clip(
+                    f"{q.clip_id}_x{f:g}",
+                    split,
+                    "speed",
+                    f"x{f:g}",
+                    q.fmt,
+                    [Piece(p.rec, p.src_start, p.src_end, p.role, float(f)) for p in q.pieces],
+                    [{"name": "speed", "factor": float(f)}],
+                    query=q.clip_id,
+                )
+            )
     return out
 
 
@@ -310,8 +369,11 @@ def speed_copies(clips: Sequence[Clip], factors: Sequence[float], split: str) ->
 def label(query: Clip, clip: Clip, groups: Mapping[str, str], min_shared_s: float) -> str | None:
     """DA, JUNK or None (negative) for a clip with respect to a query, from the pieces alone."""
     q = query.pieces[0]
-    shared = sum(max(0.0, min(p.src_end, q.src_end) - max(p.src_start, q.src_start))
-                 for p in clip.pieces if p.role == "content" and p.rec == q.rec)
+    shared = sum(
+        max(0.0, min(p.src_end, q.src_end) - max(p.src_start, q.src_start))
+        for p in clip.pieces
+        if p.role == "content" and p.rec == q.rec
+    )
     if shared >= min_shared_s:
         return DA
     if any(groups[p.rec] == groups[q.rec] for p in clip.pieces):
@@ -319,8 +381,9 @@ def label(query: Clip, clip: Clip, groups: Mapping[str, str], min_shared_s: floa
     return None
 
 
-def annotate(queries: Sequence[Clip], database: Sequence[Clip], groups: Mapping[str, str],
-             min_shared_s: float) -> dict[str, dict[str, list[str]]]:
+def annotate(
+    queries: Sequence[Clip], database: Sequence[Clip], groups: Mapping[str, str], min_shared_s: float
+) -> dict[str, dict[str, list[str]]]:
     ann: dict[str, dict[str, list[str]]] = {}
     for q in queries:
         labels: dict[str, list[str]] = {DA: [], JUNK: []}
@@ -350,8 +413,8 @@ class Renderer:
         return self.cache[rec_id]
 
     def cut(self, p: Piece) -> np.ndarray:
-        x = self.audio_of(p.rec)[int(round(p.src_start * self.sr)):int(round(p.src_end * self.sr))].astype(np.float32)
-        rms = float(np.sqrt(np.mean(x ** 2))) if x.size else 0.0
+        x = self.audio_of(p.rec)[int(round(p.src_start * self.sr)) : int(round(p.src_end * self.sr))].astype(np.float32)
+        rms = float(np.sqrt(np.mean(x**2))) if x.size else 0.0
         return x * (TARGET_RMS / rms) if rms > 1e-6 else x
 
     def render(self, clip: Clip) -> np.ndarray:
@@ -374,8 +437,9 @@ class Renderer:
                 s, e = (float(v) for v in span.split("-"))
                 backgrounds[step["source"]] = self.cut(Piece(rec, s, e))
         if clip.transforms:
-            audio = apply_chain(audio, self.sr, clip.transforms, seed=_seed(self.seed, clip.clip_id),
-                                backgrounds=backgrounds)
+            audio = apply_chain(
+                audio, self.sr, clip.transforms, seed=_seed(self.seed, clip.clip_id), backgrounds=backgrounds
+            )
         peak = float(np.abs(audio).max()) if audio.size else 0.0
         return (audio * (0.9 / peak)).astype(np.float32) if peak > 0 else audio
 
@@ -421,8 +485,9 @@ def plan_corpus(recordings: Sequence[Recording], params: Mapping[str, Any]) -> t
     return clips, split_of
 
 
-def benchmarks(clips: Sequence[Clip], groups: Mapping[str, str], min_shared_s: float,
-               speed_splits: Iterable[str]) -> tuple[list[Benchmark], dict[str, dict]]:
+def benchmarks(
+    clips: Sequence[Clip], groups: Mapping[str, str], min_shared_s: float, speed_splits: Iterable[str]
+) -> tuple[list[Benchmark], dict[str, dict]]:
     """The original benchmark of every split, and the speed benchmark of the speed splits."""
     out, annotations = [], {}
     for split in SPLITS:
@@ -441,9 +506,14 @@ def benchmarks(clips: Sequence[Clip], groups: Mapping[str, str], min_shared_s: f
     return out, annotations
 
 
-def build_corpus(params: Mapping[str, Any], sources_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                 summary_path: str | os.PathLike[str] | None = None, workers: int = 2, progress: bool = True
-                 ) -> dict[str, Any]:
+def build_corpus(
+    params: Mapping[str, Any],
+    sources_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    summary_path: str | os.PathLike[str] | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Plan, render and encode every clip; write lists, annotations, the log and the summary."""
     sources_dir, out_dir = Path(sources_dir), Path(out_dir)
     recordings = load_manifest(sources_dir)
@@ -462,12 +532,23 @@ def build_corpus(params: Mapping[str, Any], sources_dir: str | os.PathLike[str],
         prior = previous.get(clip.clip_id)
         path = media / clip.split / f"{clip.clip_id}.{clip.fmt}"
         if prior and _same_plan(prior, clip) and path.is_file() and sha256_file(path) == prior["sha256"]:
-            clip.duration_s, clip.sha256, clip.audio_sha256 = prior["duration_s"], prior["sha256"], prior["audio_sha256"]
+            clip.duration_s, clip.sha256, clip.audio_sha256 = (
+                prior["duration_s"],
+                prior["sha256"],
+                prior["audio_sha256"],
+            )
         else:
             todo.append(clip)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(tqdm(pool.map(lambda c: renderer.write(c, media), todo), total=len(todo), desc="corpus",
-                  unit="clip", disable=not progress))
+        list(
+            tqdm(
+                pool.map(lambda c: renderer.write(c, media), todo),
+                total=len(todo),
+                desc="corpus",
+                unit="clip",
+                disable=not progress,
+            )
+        )
     keep = {f"{c.clip_id}.{c.fmt}" for c in clips}
     for split in SPLITS:
         for stale in (media / split).iterdir():
@@ -476,17 +557,26 @@ def build_corpus(params: Mapping[str, Any], sources_dir: str | os.PathLike[str],
     benches, annotations = benchmarks(clips, groups, float(cfg["min_shared_s"]), cfg.get("speed_splits", []))
     for bench in benches:
         d = out_dir / bench.name
-        write_video_list(d / "queries.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in bench.queries})
-        write_video_list(d / "database.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in bench.database})
+        write_video_list(
+            d / "queries.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in bench.queries}
+        )
+        write_video_list(
+            d / "database.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in bench.database}
+        )
         write_ids(d / "dataset_ids.txt", [c.clip_id for c in bench.database])
         write_annotations(d / "annotation.json", annotations[bench.name])
-    write_video_list(out_dir / "all_videos.txt",
-                     {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in clips})
-    log = {"recordings": {r.rec_id: {**r.to_dict(), "split": split_of[r.group]} for r in recordings},
-           "clips": [c.to_dict() for c in clips],
-           "labels": {"DA": f"shares >= {cfg['min_shared_s']} s of the query segment (source time)",
-                      "JUNK": "holds material of the query's variant group without sharing the segment: left out "
-                              "of that query's ranking"}}
+    write_video_list(
+        out_dir / "all_videos.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in clips}
+    )
+    log = {
+        "recordings": {r.rec_id: {**r.to_dict(), "split": split_of[r.group]} for r in recordings},
+        "clips": [c.to_dict() for c in clips],
+        "labels": {
+            "DA": f"shares >= {cfg['min_shared_s']} s of the query segment (source time)",
+            "JUNK": "holds material of the query's variant group without sharing the segment: left out "
+            "of that query's ranking",
+        },
+    }
     atomic_write_json(out_dir / "construction_log.json", log)
     summary = summarise(clips, benches, annotations, recordings, split_of, cfg["size"])
     if summary_path:
@@ -509,33 +599,50 @@ def _same_plan(prior: Mapping[str, Any], clip: Clip) -> bool:
     return all(prior.get(k) == mine[k] for k in ("split", "role", "case", "fmt", "pieces", "transforms", "query"))
 
 
-def summarise(clips: Sequence[Clip], benches: Sequence[Benchmark], annotations: Mapping[str, dict],
-              recordings: Sequence[Recording], split_of: Mapping[str, str], size: str) -> dict[str, Any]:
+def summarise(
+    clips: Sequence[Clip],
+    benches: Sequence[Benchmark],
+    annotations: Mapping[str, dict],
+    recordings: Sequence[Recording],
+    split_of: Mapping[str, str],
+    size: str,
+) -> dict[str, Any]:
     """Counts, hours, label statistics, transformation mix and split sizes (a DVC metric)."""
     per_split: dict[str, Any] = {}
     for split in SPLITS:
         recs = [r for r in recordings if split_of[r.group] == split]
-        per_split[split] = {"music_recordings": sum(r.kind == "music" for r in recs),
-                            "speech_recordings": sum(r.kind == "speech" for r in recs),
-                            "source_hours": round(sum(r.duration_s for r in recs) / 3600, 3)}
+        per_split[split] = {
+            "music_recordings": sum(r.kind == "music" for r in recs),
+            "speech_recordings": sum(r.kind == "speech" for r in recs),
+            "source_hours": round(sum(r.duration_s for r in recs) / 3600, 3),
+        }
     bench_stats = {}
     for b in benches:
         ann = annotations[b.name]
         da = [len(v[DA]) for v in ann.values()]
         junk = [len(v[JUNK]) for v in ann.values()]
-        bench_stats[b.name] = {"queries": len(b.queries), "database": len(b.database),
-                               "database_hours": round(sum(c.duration_s for c in b.database) / 3600, 3),
-                               "da_per_query_mean": round(float(np.mean(da)), 2) if da else 0.0,
-                               "da_pairs": int(sum(da)), "junk_pairs": int(sum(junk)),
-                               "video_files": sum(CODECS[c.fmt][1] for c in b.database)}
+        bench_stats[b.name] = {
+            "queries": len(b.queries),
+            "database": len(b.database),
+            "database_hours": round(sum(c.duration_s for c in b.database) / 3600, 3),
+            "da_per_query_mean": round(float(np.mean(da)), 2) if da else 0.0,
+            "da_pairs": int(sum(da)),
+            "junk_pairs": int(sum(junk)),
+            "video_files": sum(CODECS[c.fmt][1] for c in b.database),
+        }
     cases = Counter(c.case.split(":")[0] for c in clips if c.role == "positive")
     transforms = Counter(step["name"] for c in clips if c.role in ("positive", "distractor") for step in c.transforms)
     hard = Counter(c.case for c in clips if c.case.startswith("hard:"))
     positives = sum(cases.values())
-    return {"size": size, "clips": len(clips), "hours": round(sum(c.duration_s for c in clips) / 3600, 3),
-            "formats": dict(sorted(Counter(c.fmt for c in clips).items())),
-            "splits": per_split, "benchmarks": bench_stats,
-            "positive_cases": dict(sorted(cases.items())),
-            "hard_cases": dict(sorted(hard.items())),
-            "hard_share_of_positives": round(sum(hard.values()) / positives, 3) if positives else 0.0,
-            "transform_steps": dict(sorted(transforms.items()))}
+    return {
+        "size": size,
+        "clips": len(clips),
+        "hours": round(sum(c.duration_s for c in clips) / 3600, 3),
+        "formats": dict(sorted(Counter(c.fmt for c in clips).items())),
+        "splits": per_split,
+        "benchmarks": bench_stats,
+        "positive_cases": dict(sorted(cases.items())),
+        "hard_cases": dict(sorted(hard.items())),
+        "hard_share_of_positives": round(sum(hard.values()) / positives, 3) if positives else 0.0,
+        "transform_steps": dict(sorted(transforms.items())),
+    }

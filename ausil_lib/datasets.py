@@ -23,11 +23,18 @@ Every benchmark directory holds ``queries.txt`` and ``database.txt`` (``id path`
 
 from __future__ import annotations
 
+import builtins
+import gzip
+import io
+import json
 import os
+import pickle
 import re
+import tarfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -39,7 +46,7 @@ DA = "DA"
 FIVR_LABELS = ("ND", "DS", "CS", "IS")
 # FIVR's three visual tasks and the labels each counts as relevant (FIVR evaluation.py)
 VISUAL_TASKS = {"dsvr": ["ND", "DS"], "csvr": ["ND", "DS", "CS"], "isvr": ["ND", "DS", "CS", "IS"]}
-POS, NULL = "POS", "NULL"     # labels of the SVD / EVVE visual benchmarks
+POS, NULL = "POS", "NULL"  # labels of the SVD / EVVE visual benchmarks
 YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 
 
@@ -101,8 +108,9 @@ def _dedupe(labels: Mapping[str, Sequence[str]], report: LoadReport, query: str)
     for label, videos in labels.items():
         unique = list(dict.fromkeys(videos))
         if len(unique) < len(videos):
-            report.counts["duplicate_entries_removed"] = (report.counts.get("duplicate_entries_removed", 0)
-                                                          + len(videos) - len(unique))
+            report.counts["duplicate_entries_removed"] = (
+                report.counts.get("duplicate_entries_removed", 0) + len(videos) - len(unique)
+            )
         out[label] = unique
     return out
 
@@ -112,8 +120,8 @@ def _dedupe(labels: Mapping[str, Sequence[str]], report: LoadReport, query: str)
 
 @dataclass
 class Fivr:
-    annotation: dict[str, dict[str, list[str]]]   # query -> label -> ids (ND/DS/CS/IS and DA)
-    ids: list[str]                                # the dataset's YouTube ids (queries included)
+    annotation: dict[str, dict[str, list[str]]]  # query -> label -> ids (ND/DS/CS/IS and DA)
+    ids: list[str]  # the dataset's YouTube ids (queries included)
     report: LoadReport
 
     def audio_queries(self) -> list[str]:
@@ -121,8 +129,11 @@ class Fivr:
         return [q for q, labels in self.annotation.items() if labels.get(DA)]
 
 
-def load_fivr(annotation_path: str | os.PathLike[str], ids_path: str | os.PathLike[str],
-              audio_annotation_path: str | os.PathLike[str] | None = None) -> Fivr:
+def load_fivr(
+    annotation_path: str | os.PathLike[str],
+    ids_path: str | os.PathLike[str],
+    audio_annotation_path: str | os.PathLike[str] | None = None,
+) -> Fivr:
     """FIVR-200K's annotation and id list, plus the DA labels of FIVR-200K_a when given separately."""
     report = LoadReport()
     raw = _annotation_json(annotation_path, "FIVR-200K annotation.json")
@@ -131,21 +142,25 @@ def load_fivr(annotation_path: str | os.PathLike[str], ids_path: str | os.PathLi
     for query, labels in raw.items():
         unknown = sorted(set(labels) - allowed)
         if unknown:
-            raise DatasetError(annotation_path, f"query {query!r}: unknown label(s) {unknown}; "
-                                                f"FIVR labels are {sorted(allowed)}")
+            raise DatasetError(
+                annotation_path, f"query {query!r}: unknown label(s) {unknown}; FIVR labels are {sorted(allowed)}"
+            )
         annotation[query] = _dedupe(labels, report, query)
     if audio_annotation_path is not None:
         audio = _annotation_json(audio_annotation_path, "FIVR-200K_a audio annotation")
         for query, labels in audio.items():
             extra = sorted(set(labels) - {DA})
             if extra:
-                raise DatasetError(audio_annotation_path, f"query {query!r}: label(s) {extra}; "
-                                                          "the audio annotation holds DA only")
+                raise DatasetError(
+                    audio_annotation_path, f"query {query!r}: label(s) {extra}; the audio annotation holds DA only"
+                )
             if query not in annotation:
                 raise DatasetError(audio_annotation_path, f"query {query!r} is not a FIVR-200K query")
             if annotation[query].get(DA) and annotation[query][DA] != list(dict.fromkeys(labels.get(DA, []))):
-                raise DatasetError(audio_annotation_path, f"query {query!r}: DA labels disagree with "
-                                                          f"those already in {annotation_path}")
+                raise DatasetError(
+                    audio_annotation_path,
+                    f"query {query!r}: DA labels disagree with those already in {annotation_path}",
+                )
             annotation[query].update(_dedupe(labels, report, query))
     ids = _id_list(ids_path, "FIVR-200K youtube_ids.txt")
     bad = [v for v in ids if not YOUTUBE_ID.match(v)]
@@ -158,14 +173,20 @@ def load_fivr(annotation_path: str | os.PathLike[str], ids_path: str | os.PathLi
     labelled = {v for labels in annotation.values() for vids in labels.values() for v in vids}
     unlisted = labelled - known
     if unlisted:
-        report.note(f"{len(unlisted)} annotated videos are not in the id list (they cannot be retrieved): "
-                    f"{examples(unlisted)}")
-    report.counts.update(queries=len(annotation), videos=len(ids),
-                         audio_queries=sum(1 for labels in annotation.values() if labels.get(DA)),
-                         da_pairs=sum(len(labels.get(DA, [])) for labels in annotation.values()))
+        report.note(
+            f"{len(unlisted)} annotated videos are not in the id list (they cannot be retrieved): {examples(unlisted)}"
+        )
+    report.counts.update(
+        queries=len(annotation),
+        videos=len(ids),
+        audio_queries=sum(1 for labels in annotation.values() if labels.get(DA)),
+        da_pairs=sum(len(labels.get(DA, [])) for labels in annotation.values()),
+    )
     if not report.counts["audio_queries"]:
-        report.note("no DA labels: only the visual tasks can be evaluated (the audio annotation of "
-                    "FIVR-200K_a comes from the AuSiL authors; set its file in params.yaml)")
+        report.note(
+            "no DA labels: only the visual tasks can be evaluated (the audio annotation of "
+            "FIVR-200K_a comes from the AuSiL authors; set its file in params.yaml)"
+        )
     return Fivr(annotation, ids, report)
 
 
@@ -178,15 +199,17 @@ class Subset:
     annotation: dict[str, dict[str, list[str]]]
 
 
-def restrict(annotation: Mapping[str, Mapping[str, Sequence[str]]], queries: Sequence[str],
-             database: Iterable[str]) -> dict[str, dict[str, list[str]]]:
+def restrict(
+    annotation: Mapping[str, Mapping[str, Sequence[str]]], queries: Sequence[str], database: Iterable[str]
+) -> dict[str, dict[str, list[str]]]:
     """The labels of `queries`, keeping only videos of `database` (relevance is the original label)."""
     db = set(database)
     return {q: {label: [v for v in vids if v in db] for label, vids in annotation[q].items()} for q in queries}
 
 
-def compose_fivr5k(fivr: Fivr, n_queries: int = 50, da_fraction: float = 0.35, distractors: int = 5000,
-                   seed: int = 0) -> Subset:
+def compose_fivr5k(
+    fivr: Fivr, n_queries: int = 50, da_fraction: float = 0.35, distractors: int = 5000, seed: int = 0
+) -> Subset:
     """FIVR-5K_a as the paper composes it: random audio queries, a share of each one's DA videos,
     and distractors related to no query under any label. Seeded, so the subset is fixed by params."""
     if not 0 < da_fraction <= 1:
@@ -203,7 +226,9 @@ def compose_fivr5k(fivr: Fivr, n_queries: int = 50, da_fraction: float = 0.35, d
         if da:
             k = max(1, int(round(da_fraction * len(da))))
             chosen.update(rng.choice(da, size=k, replace=False).tolist())
-    related = set(fivr.annotation) | {v for labels in fivr.annotation.values() for vids in labels.values() for v in vids}
+    related = set(fivr.annotation) | {
+        v for labels in fivr.annotation.values() for vids in labels.values() for v in vids
+    }
     pool = sorted(v for v in fivr.ids if v not in related)
     if len(pool) < distractors:
         raise ValueError(f"FIVR-5K_a needs {distractors} distractors; only {len(pool)} unrelated videos exist")
@@ -249,13 +274,16 @@ def load_svd_groundtruth(path: str | os.PathLike[str]) -> dict[str, dict[str, in
 @dataclass
 class Svd:
     groundtruth: dict[str, dict[str, int]]
-    audio: dict[str, list[str]]       # SVD_a: query -> DA ids (empty without the audio annotation)
+    audio: dict[str, list[str]]  # SVD_a: query -> DA ids (empty without the audio annotation)
     unlabeled: list[str]
     report: LoadReport
 
 
-def load_svd(groundtruth_path: str | os.PathLike[str], audio_annotation_path: str | os.PathLike[str] | None = None,
-             unlabeled_path: str | os.PathLike[str] | None = None) -> Svd:
+def load_svd(
+    groundtruth_path: str | os.PathLike[str],
+    audio_annotation_path: str | os.PathLike[str] | None = None,
+    unlabeled_path: str | os.PathLike[str] | None = None,
+) -> Svd:
     report = LoadReport()
     gt = load_svd_groundtruth(groundtruth_path)
     audio: dict[str, list[str]] = {}
@@ -271,9 +299,13 @@ def load_svd(groundtruth_path: str | os.PathLike[str], audio_annotation_path: st
             if ids:
                 audio[q] = ids
     unlabeled = [_svd_id(v) for v in _id_list(unlabeled_path, "SVD unlabeled-data-id")] if unlabeled_path else []
-    report.counts.update(queries=len(gt), labelled_pairs=sum(len(c) for c in gt.values()),
-                         audio_queries=len(audio), da_pairs=sum(len(v) for v in audio.values()),
-                         unlabeled=len(unlabeled))
+    report.counts.update(
+        queries=len(gt),
+        labelled_pairs=sum(len(c) for c in gt.values()),
+        audio_queries=len(audio),
+        da_pairs=sum(len(v) for v in audio.values()),
+        unlabeled=len(unlabeled),
+    )
     return Svd(gt, audio, unlabeled, report)
 
 
@@ -341,13 +373,17 @@ def load_vcdb(annotation_dir: str | os.PathLike[str]) -> list[CopyPair]:
                 continue
             parts = raw.strip().rstrip(",").split(",")
             if len(parts) != 6:
-                raise DatasetError(path, f"expected 6 comma-separated fields (a,b,start_a,end_a,start_b,end_b), "
-                                         f"got {len(parts)}", number)
+                raise DatasetError(
+                    path,
+                    f"expected 6 comma-separated fields (a,b,start_a,end_a,start_b,end_b), got {len(parts)}",
+                    number,
+                )
             times = [_hms(t, path, number) for t in parts[2:]]
             if times[1] < times[0] or times[3] < times[2]:
                 raise DatasetError(path, "a segment ends before it starts", number)
-            pairs.append(CopyPair(path.stem, _stem(parts[0]), _stem(parts[1]), (times[0], times[1]),
-                                  (times[2], times[3])))
+            pairs.append(
+                CopyPair(path.stem, _stem(parts[0]), _stem(parts[1]), (times[0], times[1]), (times[2], times[3]))
+            )
     return pairs
 
 
@@ -418,8 +454,9 @@ def load_evve(annots_dir: str | os.PathLike[str]) -> dict[str, dict[str, set[str
 def evve_visual(events: Mapping[str, Mapping[str, set[str]]]) -> Subset:
     """Every EVVE query against the whole database; nulls of its event are left out of its ranking."""
     queries = sorted(q for ev in events.values() for q in ev["query"])
-    database = sorted(set(queries) | {v for ev in events.values() for k in ("positive", "null", "negative")
-                                      for v in ev[k]})
+    database = sorted(
+        set(queries) | {v for ev in events.values() for k in ("positive", "null", "negative") for v in ev[k]}
+    )
     ann = {q: {POS: sorted(ev["positive"]), NULL: sorted(ev["null"])} for ev in events.values() for q in ev["query"]}
     return Subset(queries, database, ann)
 
@@ -460,8 +497,14 @@ class TaskFiles:
         write_annotations(d / "annotation.json", self.annotation)
 
 
-def available(subset: Subset, media: Mapping[str, str], name: str, relevant: Sequence[str],
-              ignore: Sequence[str] = (), report: LoadReport | None = None) -> TaskFiles:
+def available(
+    subset: Subset,
+    media: Mapping[str, str],
+    name: str,
+    relevant: Sequence[str],
+    ignore: Sequence[str] = (),
+    report: LoadReport | None = None,
+) -> TaskFiles:
     """The benchmark over the videos that were obtained; what is missing is counted, never hidden.
 
     A query without its file is dropped; a missing database video stays in no list, so it counts as
@@ -471,13 +514,15 @@ def available(subset: Subset, media: Mapping[str, str], name: str, relevant: Seq
     if report is not None:
         report.counts[f"{name}_queries_missing"] = len(subset.queries) - len(queries)
         report.counts[f"{name}_database_missing"] = len(subset.database) - len(database)
-    ann = {q: {label: [v for v in vids if v in database] for label, vids in subset.annotation[q].items()}
-           for q in queries}
+    ann = {
+        q: {label: [v for v in vids if v in database] for label, vids in subset.annotation[q].items()} for q in queries
+    }
     return TaskFiles(name, queries, database, ann, list(relevant), list(ignore))
 
 
-def speed_benchmark(bench: TaskFiles, speed_media: Mapping[str, str], factors: Sequence[float],
-                    name: str | None = None) -> TaskFiles:
+def speed_benchmark(
+    bench: TaskFiles, speed_media: Mapping[str, str], factors: Sequence[float], name: str | None = None
+) -> TaskFiles:
     """The paper's speed protocol: videos originally labelled DA (for any query) leave the dataset and
     each query's copies at the given factors become its only positives."""
     originally_da = {v for labels in bench.annotation.values() for v in labels.get(DA, [])}
@@ -492,3 +537,280 @@ def speed_benchmark(bench: TaskFiles, speed_media: Mapping[str, str], factors: S
 
 def speed_id(video_id: str, factor: float) -> str:
     return f"{video_id}_x{factor:g}"
+
+
+# ------------------------------------------------------------------ the AuSiL authors' audio annotation
+#
+# The AuSiL authors share the DA labels of FIVR-200K_a and SVD_a as one Google Drive file whose
+# format this project could not inspect (it was not reachable while the suite was built). So the
+# file is recognised by its content, not its name: JSON or pickle of {query: {label: [ids]}} (or
+# {query: [ids]}, read as DA), either one mapping for both datasets (split by which dataset's
+# queries each entry names), or per-dataset parts under top-level keys naming the dataset
+# ("fivr...", "SVD_a", ...), or an archive (zip, tar, gzip) of such files, per-dataset files being
+# told apart by names holding "fivr" / "svd". Anything else stops with what was found.
+
+AUDIO_ANNOTATION_KINDS = ("fivr", "svd")
+_MAX_MEMBER_BYTES = 256 << 20  # an annotation is megabytes; refuse to inflate anything larger
+_PICKLE_ALLOWED = frozenset({"dict", "list", "str", "int", "set", "tuple"})
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads plain containers only: a pickle naming any other class (the way a pickle runs code) is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in ("builtins", "__builtin__") and name in _PICKLE_ALLOWED:  # __builtin__: Python 2 pickles
+            return getattr(builtins, name)
+        raise _ForbiddenPickle(f"{module}.{name}")
+
+
+class _ForbiddenPickle(pickle.UnpicklingError):
+    pass
+
+
+def _dataset_tag(name: str) -> str | None:
+    """'fivr' or 'svd' when `name` (a key or a file name) names exactly one of them, case-insensitively."""
+    lower = str(name).lower()
+    tags = [k for k in AUDIO_ANNOTATION_KINDS if k in lower]
+    return tags[0] if len(tags) == 1 else None
+
+
+def _is_dataset_part(value: Any) -> bool:
+    """Whether a top-level value is a dataset's {query: ...} mapping rather than one query's
+    {label: [ids]} (a YouTube id can contain "svd": a query is not taken for a dataset key)."""
+    labels = {lab.upper() for lab in (*FIVR_LABELS, DA)}
+    return isinstance(value, Mapping) and not (value and all(str(k).upper() in labels for k in value))
+
+
+def _describe(obj: Any, form: str = "") -> str:
+    """E.g. 'top-level JSON list of 12 items' (form 'top-level JSON'), 'object of 3 key(s) (a, b, c)'."""
+    if isinstance(obj, Mapping):
+        text = f"object of {len(obj)} key(s) ({examples(map(str, obj), 4)})"
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        text = f"{'list' if isinstance(obj, list) else type(obj).__name__} of {len(obj)} items"
+    else:
+        text = type(obj).__name__
+    return f"{form} {text}".strip()
+
+
+def _sniff(data: bytes) -> str:
+    """What unrecognised content looks like, for the error message."""
+    if not data.strip():
+        return "an empty file"
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return (
+            "an HTML page (Google Drive answers with one when the file is not shared publicly or its "
+            "download quota is exceeded)"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text[:4096]):
+        return f"binary data of {len(data)} bytes starting with {data[:8].hex(' ')}"
+    lines = text.splitlines()
+    return f"text of {len(lines)} line(s) starting {lines[0][:60]!r}"
+
+
+def _parse(data: bytes, where: str) -> tuple[str, Any] | None:
+    """("JSON" | "pickle", object) for JSON or pickle content; None for anything else.
+
+    A pickle naming a class other than the plain containers raises DatasetError: it is never loaded."""
+    if not data.startswith(b"\x80"):  # pickles of protocol >= 2 start with PROTO
+        try:
+            return "JSON", json.loads(data.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            pass
+        if not data.endswith(b"."):  # every pickle ends with STOP; text is not fed to the unpickler
+            return None
+    try:
+        return "pickle", _PlainUnpickler(io.BytesIO(data), encoding="utf-8").load()
+    except _ForbiddenPickle as exc:
+        raise DatasetError(
+            where,
+            f"pickle refers to {exc}; only plain dict / list / str / int / set / tuple "
+            "pickles are loaded (unpickling another class can run code), so it was refused",
+        ) from None
+    except Exception:  # noqa: BLE001 -- any other failure just means "not a readable pickle"
+        return None
+
+
+def _archive_members(path: Path, data: bytes) -> tuple[str, list[tuple[str, bytes]]] | None:
+    """(archive kind, [(member name, bytes)]) of a zip, tar or gzip file; None when it is none of them."""
+
+    def check(name: str, size: int) -> None:
+        if size > _MAX_MEMBER_BYTES:
+            raise DatasetError(path, f"archive member {name!r} is {size} bytes; an annotation is far smaller")
+
+    buf = io.BytesIO(data)
+    if zipfile.is_zipfile(buf):
+        with zipfile.ZipFile(buf) as zf:
+            out = []
+            for info in zf.infolist():
+                if not info.is_dir():
+                    check(info.filename, info.file_size)
+                    out.append((info.filename, zf.read(info)))
+            return "zip", out
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            out = []
+            for m in tar.getmembers():
+                if m.isfile():
+                    check(m.name, m.size)
+                    out.append((m.name, tar.extractfile(m).read()))
+            return "tar", out
+    except tarfile.TarError:
+        pass
+    if data.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                inner = gz.read(_MAX_MEMBER_BYTES + 1)
+        except (OSError, EOFError) as exc:
+            raise DatasetError(path, f"gzip data that cannot be decompressed ({exc})") from None
+        check(path.name[:-3] if path.name.endswith(".gz") else path.name, len(inner))
+        return "gzip", [(path.name[:-3] if path.name.endswith(".gz") else path.name, inner)]
+    return None
+
+
+def _ignored_member(name: str) -> bool:
+    base = PurePosixPath(name).name
+    return name.startswith("__MACOSX/") or base.startswith("._") or base == ".DS_Store"
+
+
+def _as_id(value: Any, path: Path, where: str) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DatasetError(path, f"{where}: video id {value!r} is not a string")
+    return str(value)
+
+
+def _normalise_audio_part(part: Any, path: Path, where: str) -> dict[str, dict[str, list[str]]]:
+    """{query: {"DA": [ids]}} from {query: {label: [ids]}} (label DA only) or {query: [ids]}."""
+    if not isinstance(part, Mapping):
+        raise DatasetError(path, f"{where}: expected {{query: {{label: [ids]}}}}, found {_describe(part)}")
+    out: dict[str, dict[str, list[str]]] = {}
+    for raw_q, labels in part.items():
+        q = _as_id(raw_q, path, f"{where}, query key")
+        if isinstance(labels, (list, tuple, set, frozenset)):
+            labels = {DA: labels}
+        if not isinstance(labels, Mapping):
+            raise DatasetError(
+                path, f"{where}, query {q!r}: expected {{label: [ids]}} or [ids], found {type(labels).__name__}"
+            )
+        other = sorted(str(lab) for lab in labels if str(lab).upper() != DA)
+        if other:
+            raise DatasetError(path, f"{where}, query {q!r}: label(s) {other}; the audio annotation holds DA only")
+        ids: list[str] = []
+        for lab, vids in labels.items():
+            if isinstance(vids, (str, bytes)) or not isinstance(vids, (list, tuple, set, frozenset)):
+                raise DatasetError(
+                    path,
+                    f"{where}, query {q!r}, label {lab!r}: expected a list of video ids, found {type(vids).__name__}",
+                )
+            batch = [_as_id(v, path, f"{where}, query {q!r}") for v in vids]
+            ids += sorted(batch) if isinstance(vids, (set, frozenset)) else batch
+        out[q] = {DA: list(dict.fromkeys(ids))}
+    return out
+
+
+def read_authors_audio_annotation(
+    path: str | os.PathLike[str], kind: str, known_queries: Iterable[str]
+) -> tuple[dict[str, dict[str, list[str]]], str]:
+    """The `kind` ("fivr" / "svd") part of the AuSiL authors' audio annotation file, as
+    ``{query: {"DA": [ids]}}``, and a one-line account of what was found and used.
+
+    `known_queries` are the dataset's own queries (FIVR-200K's annotation, SVD's test_groundtruth):
+    a mapping for both datasets at once is split by them. Raises DatasetError naming the file and
+    what it holds when no part for `kind` can be recognised."""
+    if kind not in AUDIO_ANNOTATION_KINDS:
+        raise ValueError(f"kind must be one of {AUDIO_ANNOTATION_KINDS}, got {kind!r}")
+    path = _require_file(path, "AuSiL audio annotation")
+    known = {_svd_id(q) if kind == "svd" else q for q in known_queries}
+    label = kind.upper()
+    data = path.read_bytes()
+    archive = _archive_members(path, data)
+    if archive is None:
+        parsed = _parse(data, str(path))
+        if parsed is None:
+            raise DatasetError(
+                path,
+                f"not a recognised audio annotation: found {_sniff(data)}; expected JSON or a "
+                "pickle of {query: {label: [ids]}}, or a zip / tar archive of such files",
+            )
+        docs, container, skipped = [(None, *parsed)], "", []
+    else:
+        container, members = archive
+        docs, skipped = [], []
+        for name, blob in members:
+            if _ignored_member(name):
+                continue
+            parsed = _parse(blob, f"{path} (member {name})")
+            if parsed is None:
+                skipped.append(name)
+            else:
+                docs.append((name, *parsed))
+        if not docs:
+            held = examples([n for n, _ in members if not _ignored_member(n)]) or "nothing"
+            raise DatasetError(path, f"{container} archive holding {held}: no JSON or pickle annotation inside")
+
+    candidates: list[tuple[Any, str]] = []  # (part, where it came from)
+    seen: list[str] = []  # what each document held, for the error message
+    for member, form, obj in docs:
+        where = f"member {member}" if member else form
+        what = _describe(obj, f"top-level {form}") + (f" in {member}" if member else "")
+        seen.append(what)
+        if not isinstance(obj, Mapping):
+            if member is None:
+                raise DatasetError(
+                    path,
+                    f"not a recognised audio annotation: found {what}; expected "
+                    "{query: {label: [ids]}} or per-dataset keys (fivr..., svd...)",
+                )
+            continue
+        tags = {k: _dataset_tag(k) if _is_dataset_part(v) else None for k, v in obj.items()}
+        if any(tags.values()):  # per-dataset keys
+            mine = [k for k, t in tags.items() if t == kind]
+            unclear = sorted(str(k) for k, t in tags.items() if t is None and isinstance(obj[k], Mapping))
+            if unclear:
+                raise DatasetError(
+                    path,
+                    f"{what}: key(s) {unclear} name neither FIVR nor SVD beside "
+                    f"{sorted(str(k) for k, t in tags.items() if t)}; cannot tell which "
+                    "dataset they belong to",
+                )
+            if len(mine) > 1:
+                raise DatasetError(path, f"{what}: several {label} keys {sorted(map(str, mine))}; expected one")
+            if mine:
+                candidates.append((obj[mine[0]], f"{where}, key {mine[0]!r}"))
+            continue
+        member_tag = (_dataset_tag(PurePosixPath(member).name) or _dataset_tag(member)) if member else None
+        if member_tag is not None:  # a per-dataset file
+            if member_tag == kind:
+                candidates.append((obj, where))
+            continue
+        # one mapping for both datasets (or for one only): keep the entries naming this dataset's queries
+        try:
+            part = _normalise_audio_part(obj, path, where)
+        except DatasetError as exc:
+            if member is None:
+                raise
+            seen[-1] += f" (not an annotation: {exc.reason})"  # e.g. a metadata file beside the annotations
+            continue
+        mine = {q: v for q, v in part.items() if (_svd_id(q) if kind == "svd" else q) in known}
+        seen[-1] += f", {len(mine)} of whose {len(part)} queries are {label} queries"
+        if mine:
+            candidates.append((mine, f"{where}: {len(mine)} of {len(part)} queries are {label} queries"))
+    if not candidates:
+        extra = f"; skipped unreadable member(s) {examples(skipped)}" if skipped else ""
+        raise DatasetError(path, f"no {label} audio annotation recognised: found {'; '.join(seen)}{extra}")
+    if len(candidates) > 1:
+        raise DatasetError(
+            path, f"several {label} audio annotations: {'; '.join(w for _, w in candidates)}; expected one"
+        )
+    part, where = candidates[0]
+    annotation = _normalise_audio_part(part, path, where)
+    if not annotation:
+        raise DatasetError(path, f"{where}: the {label} audio annotation is empty")
+    prefix = f"{container} archive, " if container else ""
+    return annotation, f"{prefix}{where} ({len(annotation)} queries, {sum(len(v[DA]) for v in annotation.values())} DA)"

@@ -53,10 +53,10 @@ with warnings.catch_warnings():
     from dejavu.database_handler.postgres_database import PostgreSQLDatabase
 
 SAMPLE_RATE = DEFAULT_FS  # Dejavu does not resample; every file is decoded to mono 44.1 kHz
-_SONG_NAME_MAX = 250      # VARCHAR(250) in Dejavu's songs table
-_PG_USER = "dejavu"       # superuser name of the throwaway cluster
+_SONG_NAME_MAX = 250  # VARCHAR(250) in Dejavu's songs table
+_PG_USER = "dejavu"  # superuser name of the throwaway cluster
 _PG_DATABASE = "postgres"
-_PORT_ATTEMPTS = 3        # a free port can be taken between probing and binding
+_PORT_ATTEMPTS = 3  # a free port can be taken between probing and binding
 
 
 class PostgresError(RuntimeError):
@@ -66,6 +66,7 @@ class PostgresError(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 # Throwaway PostgreSQL cluster
 # ---------------------------------------------------------------------------------------------
+
 
 def find_postgres_bindir(explicit: str | None = None) -> Path:
     """Directory holding initdb and pg_ctl: the configured one, else `pg_config --bindir`, else
@@ -85,8 +86,10 @@ def find_postgres_bindir(explicit: str | None = None) -> Path:
         if all(os.access(bindir / name, os.X_OK) for name in ("initdb", "pg_ctl", "postgres")):
             return bindir
     where = explicit if explicit else "pg_config --bindir or /usr/lib/postgresql/*/bin"
-    raise PostgresError(f"PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in {where}; "
-                        "install them as root with `apt-get install postgresql` (scripts/setup.sh does it)")
+    raise PostgresError(
+        f"PostgreSQL server binaries (initdb, pg_ctl, postgres) not found in {where}; "
+        "install them as root with `apt-get install postgresql` (scripts/setup.sh does it)"
+    )
 
 
 def _major_version(bindir: str) -> int:
@@ -142,20 +145,26 @@ class PostgresCluster:
         """psycopg2.connect keyword arguments, the `database` section of a Dejavu config."""
         if self.port is None:
             raise PostgresError("the PostgreSQL cluster is not running")
-        return {"host": "127.0.0.1", "port": self.port, "user": _PG_USER, "password": self.password,
-                "database": _PG_DATABASE}
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": _PG_USER,
+            "password": self.password,
+            "database": _PG_DATABASE,
+        }
 
     @property
     def dejavu_config(self) -> dict[str, Any]:
         """The configuration dictionary `dejavu.Dejavu` takes."""
         return {"database_type": "postgres", "database": self.connection}
 
-    def __enter__(self) -> "PostgresCluster":
+    def __enter__(self) -> PostgresCluster:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -171,13 +180,27 @@ class PostgresCluster:
             pwfile = self.root / "pwfile"
             pwfile.write_text(self.password + "\n", encoding="utf-8")
             self._hand_over(pwfile)
-            self._server(bindir / "initdb", "-D", str(self.data_dir), "-U", _PG_USER, "-A", "scram-sha-256",
-                         f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C", "--no-sync")
+            self._server(
+                bindir / "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                _PG_USER,
+                "-A",
+                "scram-sha-256",
+                f"--pwfile={pwfile}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
             pwfile.unlink()
             with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
-                conf.write("\n# ausil: throwaway cluster for the Dejavu baseline\n"
-                           "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
-                           "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+                conf.write(
+                    "\n# ausil: throwaway cluster for the Dejavu baseline\n"
+                    "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                )
             self._start_server(bindir)
         except BaseException:
             self.stop()
@@ -191,8 +214,9 @@ class PostgresCluster:
             return
         failure = ""
         if self._bindir is not None and (root / "data" / "postmaster.pid").exists():
-            proc = subprocess.run(self._stop_command(self._bindir, root), capture_output=True, text=True,
-                                  cwd=root, check=False)
+            proc = subprocess.run(
+                self._stop_command(self._bindir, root), capture_output=True, text=True, cwd=root, check=False
+            )
             failure = (proc.stderr or proc.stdout).strip() if proc.returncode else ""
         if not failure:
             shutil.rmtree(root, ignore_errors=True)
@@ -211,9 +235,11 @@ class PostgresCluster:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            raise PostgresError("running as root but there is no `postgres` system user to run PostgreSQL "
-                                "(it refuses root); install it with `apt-get install postgresql` or run "
-                                "as an ordinary user") from None
+            raise PostgresError(
+                "running as root but there is no `postgres` system user to run PostgreSQL "
+                "(it refuses root); install it with `apt-get install postgresql` or run "
+                "as an ordinary user"
+            ) from None
         runuser = shutil.which("runuser")
         if runuser is None:
             raise PostgresError("running as root but runuser (util-linux) is missing")
@@ -225,15 +251,27 @@ class PostgresCluster:
             os.chown(path, user.pw_uid, user.pw_gid)
 
     def _stop_command(self, bindir: Path, root: Path) -> list[str]:
-        return [*self._run_as, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w",
-                "-t", str(int(self.start_timeout_s)), "stop"]
+        return [
+            *self._run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(root / "data"),
+            "-m",
+            "immediate",
+            "-w",
+            "-t",
+            str(int(self.start_timeout_s)),
+            "stop",
+        ]
 
     def _server(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
         cmd = [*self._run_as, *map(str, args)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.root, check=False)
         if proc.returncode != 0:
-            raise PostgresError(f"{Path(cmd[len(self._run_as)]).name} failed (exit {proc.returncode}): "
-                                f"{(proc.stderr or proc.stdout).strip()[-1000:]}")
+            raise PostgresError(
+                f"{Path(cmd[len(self._run_as)]).name} failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-1000:]}"
+            )
         return proc
 
     def _start_server(self, bindir: Path) -> None:
@@ -241,8 +279,19 @@ class PostgresCluster:
         for attempt in range(_PORT_ATTEMPTS):
             port = _free_port()
             try:
-                self._server(bindir / "pg_ctl", "-D", self.data_dir, "-l", log, "-w",
-                             "-t", str(int(self.start_timeout_s)), "-o", f"-p {port}", "start")
+                self._server(
+                    bindir / "pg_ctl",
+                    "-D",
+                    self.data_dir,
+                    "-l",
+                    log,
+                    "-w",
+                    "-t",
+                    str(int(self.start_timeout_s)),
+                    "-o",
+                    f"-p {port}",
+                    "start",
+                )
             except PostgresError as exc:
                 text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
                 if "already in use" in text and attempt + 1 < _PORT_ATTEMPTS:
@@ -254,8 +303,12 @@ class PostgresCluster:
     def _start_watchdog(self, bindir: Path) -> None:
         self._watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG, json.dumps(self._stop_command(bindir, self.root)), str(self.root)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            cwd=self.root, start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.root,
+            start_new_session=True,
+        )
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -297,25 +350,26 @@ class DejavuConfig:
     half the hashes.  The other values are the same in both.
     """
 
-    fan_value: int = 15                  # peaks each peak is paired with (fork: 5)
-    peak_neighborhood_size: int = 20     # dilation steps of the peak mask (fork: 10)
-    connectivity_mask: str = "diamond"   # diamond: no diagonal neighbours (fork: square)
-    amp_min: float = 10                  # dB floor of a spectrogram peak
-    window_size: int = 4096              # FFT window in samples
-    overlap_ratio: float = 0.5           # window overlap; one frame = window_size * (1 - ratio) samples
-    min_hash_time_delta: int = 0         # frames between paired peaks
+    fan_value: int = 15  # peaks each peak is paired with (fork: 5)
+    peak_neighborhood_size: int = 20  # dilation steps of the peak mask (fork: 10)
+    connectivity_mask: str = "diamond"  # diamond: no diagonal neighbours (fork: square)
+    amp_min: float = 10  # dB floor of a spectrogram peak
+    window_size: int = 4096  # FFT window in samples
+    overlap_ratio: float = 0.5  # window overlap; one frame = window_size * (1 - ratio) samples
+    min_hash_time_delta: int = 0  # frames between paired peaks
     max_hash_time_delta: int = 200
-    peak_sort: bool = True               # sort peaks by time before pairing
-    fingerprint_reduction: int = 20      # hex digits of the SHA-1 kept per hash
-    batch_insert: bool = True            # Dejavu's own rows, one multi-row INSERT per page (about 6x
-    insert_page_size: int = 10000        # faster than its row-by-row executemany); False: its insert_hashes
-    postgres_bindir: str | None = None   # null: pg_config --bindir, then /usr/lib/postgresql/*/bin
+    peak_sort: bool = True  # sort peaks by time before pairing
+    fingerprint_reduction: int = 20  # hex digits of the SHA-1 kept per hash
+    batch_insert: bool = True  # Dejavu's own rows, one multi-row INSERT per page (about 6x
+    insert_page_size: int = 10000  # faster than its row-by-row executemany); False: its insert_hashes
+    postgres_bindir: str | None = None  # null: pg_config --bindir, then /usr/lib/postgresql/*/bin
     postgres_start_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.connectivity_mask not in _CONNECTIVITY:
-            raise ValueError(f"connectivity_mask must be one of {sorted(_CONNECTIVITY)}, "
-                             f"not {self.connectivity_mask!r}")
+            raise ValueError(
+                f"connectivity_mask must be one of {sorted(_CONNECTIVITY)}, not {self.connectivity_mask!r}"
+            )
         if self.fan_value < 2:
             raise ValueError("fan_value must be at least 2 (Dejavu pairs each peak with fan_value - 1 others)")
         if self.peak_neighborhood_size < 1 or self.window_size < 2 or self.insert_page_size < 1:
@@ -329,7 +383,7 @@ class DejavuConfig:
             raise ValueError("fingerprint_reduction must be an even number of hex digits in [2, 40]")
 
     @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> "DejavuConfig":
+    def from_params(cls, section: Mapping[str, Any]) -> DejavuConfig:
         return from_section(cls, section, "dejavu")
 
     @property
@@ -339,12 +393,14 @@ class DejavuConfig:
 
     def module_settings(self) -> dict[str, Any]:
         """Values for the module-level names that dejavu.logic.fingerprint reads at call time."""
-        return {"PEAK_NEIGHBORHOOD_SIZE": self.peak_neighborhood_size,
-                "CONNECTIVITY_MASK": _CONNECTIVITY[self.connectivity_mask],
-                "MIN_HASH_TIME_DELTA": self.min_hash_time_delta,
-                "MAX_HASH_TIME_DELTA": self.max_hash_time_delta,
-                "PEAK_SORT": self.peak_sort,
-                "FINGERPRINT_REDUCTION": self.fingerprint_reduction}
+        return {
+            "PEAK_NEIGHBORHOOD_SIZE": self.peak_neighborhood_size,
+            "CONNECTIVITY_MASK": _CONNECTIVITY[self.connectivity_mask],
+            "MIN_HASH_TIME_DELTA": self.min_hash_time_delta,
+            "MAX_HASH_TIME_DELTA": self.max_hash_time_delta,
+            "PEAK_SORT": self.peak_sort,
+            "FINGERPRINT_REDUCTION": self.fingerprint_reduction,
+        }
 
 
 @contextmanager
@@ -364,14 +420,20 @@ def _dejavu_settings(config: DejavuConfig) -> Iterator[None]:
 # Index
 # ---------------------------------------------------------------------------------------------
 
+
 def _batched_insert_statement() -> tuple[str, str]:
     """Dejavu's INSERT_FINGERPRINT split into a multi-row statement and its row template, so a
     batched load writes exactly Dejavu's rows (same columns, hex decoding and conflict rule)."""
-    match = re.fullmatch(r"\s*(INSERT INTO .*?)\s+VALUES\s+(\(.*?\))\s+(ON CONFLICT DO NOTHING);\s*",
-                         PostgreSQLDatabase.INSERT_FINGERPRINT, flags=re.DOTALL)
+    match = re.fullmatch(
+        r"\s*(INSERT INTO .*?)\s+VALUES\s+(\(.*?\))\s+(ON CONFLICT DO NOTHING);\s*",
+        PostgreSQLDatabase.INSERT_FINGERPRINT,
+        flags=re.DOTALL,
+    )
     if match is None:
-        raise RuntimeError("the installed Dejavu's INSERT_FINGERPRINT has an unexpected form; "
-                           "set batch_insert: false to use its own insert_hashes")
+        raise RuntimeError(
+            "the installed Dejavu's INSERT_FINGERPRINT has an unexpected form; "
+            "set batch_insert: false to use its own insert_hashes"
+        )
     return f"{match.group(1)} VALUES %s {match.group(3)}", match.group(2)
 
 
@@ -381,21 +443,26 @@ class DejavuMatch:
 
     score: int
     offset_frames: int | None  # database offset minus query offset, in Dejavu frames
-    offset_s: float | None     # the same in seconds: where the query starts in the song
+    offset_s: float | None  # the same in seconds: where the query starts in the song
 
 
 class DejavuIndex:
     """Database videos fingerprinted by Dejavu into a running PostgresCluster, queried for full rankings."""
 
-    def __init__(self, cluster: PostgresCluster, config: DejavuConfig = DejavuConfig(),
-                 ffmpeg: str | None = None, decode_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        cluster: PostgresCluster,
+        config: DejavuConfig = DejavuConfig(),
+        ffmpeg: str | None = None,
+        decode_timeout_s: float = 600.0,
+    ) -> None:
         self.config = config
         self._ffmpeg = ffmpeg
         self._decode_timeout_s = decode_timeout_s
         self._dejavu = Dejavu(cluster.dejavu_config)  # creates Dejavu's tables
-        self._song_of_video: dict[str, int] = {}      # video_id -> Dejavu song_id
-        self._song_of_content: dict[str, int] = {}    # SHA-1 of the decoded samples -> song_id
-        self._song_names: dict[int, str] = {}         # song_id -> stored song_name (first video_id)
+        self._song_of_video: dict[str, int] = {}  # video_id -> Dejavu song_id
+        self._song_of_content: dict[str, int] = {}  # SHA-1 of the decoded samples -> song_id
+        self._song_names: dict[int, str] = {}  # song_id -> stored song_name (first video_id)
         self._insert = _batched_insert_statement() if config.batch_insert else None
         self._analyzed = True
         self._index_s_per_video: dict[str, float] = {}
@@ -445,8 +512,10 @@ class DejavuIndex:
             cur.execute("ANALYZE")
         stored = {row[FIELD_SONG_ID]: row[FIELD_SONGNAME] for row in self._dejavu.get_fingerprinted_songs()}
         if stored != self._song_names:
-            raise RuntimeError(f"Dejavu's database holds {len(stored)} fingerprinted songs, "
-                               f"{len(self._song_names)} were stored; the load is incomplete")
+            raise RuntimeError(
+                f"Dejavu's database holds {len(stored)} fingerprinted songs, "
+                f"{len(self._song_names)} were stored; the load is incomplete"
+            )
         self._analyzed = True
         self._totals["analyze_s"] += time.perf_counter() - started
 
@@ -492,10 +561,15 @@ class DejavuIndex:
         totals = dict(self._totals)
         audio_min = totals.get("audio_fingerprinted_s", 0.0) / 60.0
         work = totals.get("fingerprint_s", 0.0) + totals.get("insert_s", 0.0)
-        return {"videos_indexed": len(self._song_of_video), "songs_fingerprinted": len(self._song_names),
-                "hashes_stored": self._hashes_stored, "queries": self._queries, **totals,
-                "fingerprint_insert_s_per_audio_min": work / audio_min if audio_min else None,
-                "index_s_per_video": dict(self._index_s_per_video)}
+        return {
+            "videos_indexed": len(self._song_of_video),
+            "songs_fingerprinted": len(self._song_names),
+            "hashes_stored": self._hashes_stored,
+            "queries": self._queries,
+            **totals,
+            "fingerprint_insert_s_per_audio_min": work / audio_min if audio_min else None,
+            "index_s_per_video": dict(self._index_s_per_video),
+        }
 
     def _decode(self, path: str | os.PathLike[str]) -> np.ndarray:
         """16-bit mono 44.1 kHz samples, what Dejavu reads from such a WAV file."""
@@ -506,9 +580,16 @@ class DejavuIndex:
         """Dejavu's fingerprint of one channel, deduplicated into a set as Dejavu does for files and queries."""
         cfg = self.config
         with _dejavu_settings(cfg):
-            return set(dejavu_fingerprint.fingerprint(samples, Fs=SAMPLE_RATE, wsize=cfg.window_size,
-                                                      wratio=cfg.overlap_ratio, fan_value=cfg.fan_value,
-                                                      amp_min=cfg.amp_min))
+            return set(
+                dejavu_fingerprint.fingerprint(
+                    samples,
+                    Fs=SAMPLE_RATE,
+                    wsize=cfg.window_size,
+                    wratio=cfg.overlap_ratio,
+                    fan_value=cfg.fan_value,
+                    amp_min=cfg.amp_min,
+                )
+            )
 
     def _store(self, name: str, content: str, hashes: set[tuple[str, int]]) -> int:
         """Dejavu's song row, its fingerprint rows, then its fingerprinted flag (so a failed load is
@@ -520,8 +601,9 @@ class DejavuIndex:
                 statement, template = self._insert
                 rows = [(song_id, digest, int(offset)) for digest, offset in hashes]
                 with db.cursor() as cur:
-                    psycopg2.extras.execute_values(cur, statement, rows, template=template,
-                                                   page_size=self.config.insert_page_size)
+                    psycopg2.extras.execute_values(
+                        cur, statement, rows, template=template, page_size=self.config.insert_page_size
+                    )
             else:
                 db.insert_hashes(song_id, hashes)
             db.set_song_fingerprinted(song_id)
@@ -536,11 +618,14 @@ class DejavuMethod:
 
     name = "dejavu"
 
-    def __init__(self, cluster: PostgresCluster, config: DejavuConfig, ffmpeg: str | None = None,
-                 decode_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self, cluster: PostgresCluster, config: DejavuConfig, ffmpeg: str | None = None, decode_timeout_s: float = 600.0
+    ) -> None:
         self.config = config
-        self.label = (f"Dejavu (PyDejavu-Rollong 0.1.6 on PostgreSQL; fan {config.fan_value}, neighbourhood "
-                      f"{config.peak_neighborhood_size}, {config.connectivity_mask} mask)")
+        self.label = (
+            f"Dejavu (PyDejavu-Rollong 0.1.6 on PostgreSQL; fan {config.fan_value}, neighbourhood "
+            f"{config.peak_neighborhood_size}, {config.connectivity_mask} mask)"
+        )
         self._index = DejavuIndex(cluster, config, ffmpeg=ffmpeg, decode_timeout_s=decode_timeout_s)
 
     @property

@@ -16,8 +16,9 @@ class DownloadError(RuntimeError):
     """The file could not be fetched or did not match its checksum; the message says which and why."""
 
 
-def fetch(url: str, dest: str | os.PathLike[str], sha256: str | None = None, timeout_s: float = 60.0,
-          progress: bool = True) -> str:
+def fetch(
+    url: str, dest: str | os.PathLike[str], sha256: str | None = None, timeout_s: float = 60.0, progress: bool = True
+) -> str:
     """Download `url` to `dest` and return its SHA-256.
 
     An existing `dest` whose checksum matches is kept (no download).  With no expected checksum
@@ -32,8 +33,9 @@ def fetch(url: str, dest: str | os.PathLike[str], sha256: str | None = None, tim
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(tmp, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
-                      file=sys.stderr) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr
+            ) as bar:
                 for block in iter(lambda: resp.read(1 << 20), b""):
                     out.write(block)
                     digest.update(block)

@@ -57,9 +57,7 @@ RECALL_LEVELS: np.ndarray = np.arange(_N_RECALL_STEPS + 1) * _RECALL_STEP
 RECALL_LEVELS.setflags(write=False)
 
 
-def rank_videos(
-    query: str, similarities: Mapping[str, float], dataset: set[str]
-) -> list[tuple[str, float]]:
+def rank_videos(query: str, similarities: Mapping[str, float], dataset: set[str]) -> list[tuple[str, float]]:
     """Rank the dataset videos of one query's results, best first.
 
     The query itself and ids outside the dataset are dropped; ties in similarity are broken by
@@ -90,9 +88,7 @@ def average_precision(ranked_ids: Sequence[str], relevant: set[str]) -> float:
     return total / len(relevant)
 
 
-def interpolated_pr(
-    ranked: list[tuple[str, float]], relevant: set[str], dataset_size: int
-) -> np.ndarray:
+def interpolated_pr(ranked: list[tuple[str, float]], relevant: set[str], dataset_size: int) -> np.ndarray:
     """Interpolated precision at :data:`RECALL_LEVELS` for one query, as the reference does.
 
     ``ranked`` comes from :func:`rank_videos`; ``dataset_size`` is the number of dataset ids
@@ -133,9 +129,7 @@ class EvaluationResult:
         }
 
 
-def _relevant_set(
-    labels: Mapping[str, Sequence[str]], relevant_labels: Sequence[str], dataset: set[str]
-) -> set[str]:
+def _relevant_set(labels: Mapping[str, Sequence[str]], relevant_labels: Sequence[str], dataset: set[str]) -> set[str]:
     """Union of the lists of the relevant labels, restricted to the dataset."""
     relevant: set[str] = set()
     for label in relevant_labels:
@@ -146,9 +140,7 @@ def _relevant_set(
 def _check_labels(relevant_labels: Sequence[str]) -> list[str]:
     """A bare string would be iterated character by character; refuse it, and empty lists."""
     if isinstance(relevant_labels, str):
-        raise TypeError(
-            f"relevant_labels must be a sequence of labels, not the string {relevant_labels!r}"
-        )
+        raise TypeError(f"relevant_labels must be a sequence of labels, not the string {relevant_labels!r}")
     labels = list(relevant_labels)
     if not labels:
         raise ValueError("relevant_labels is empty: no video could be relevant")
@@ -186,9 +178,7 @@ def evaluate(
         query_dataset = dataset - ignored if ignored else dataset
         relevant = _relevant_set(query_labels, labels, query_dataset)
         if not relevant:
-            warnings.append(
-                f"query {query!r} has no relevant video for labels {labels} in the dataset; skipped"
-            )
+            warnings.append(f"query {query!r} has no relevant video for labels {labels} in the dataset; skipped")
             continue
         ranked = rank_videos(query, results[query], query_dataset)
         ap[query] = average_precision([video for video, _ in ranked], relevant)
@@ -205,6 +195,28 @@ def evaluate(
         n_queries=len(ap),
         warnings=warnings,
     )
+
+
+def write_unavailable_metrics(
+    metrics_path: PathLike,
+    pr_path: PathLike,
+    note: str,
+    relevant_labels: Sequence[str],
+    ignore_labels: Sequence[str] = (),
+) -> None:
+    """Metrics of a run that could not be made: no mAP (never a zero that reads as a score), the reason, no PR."""
+    atomic_write_json(
+        metrics_path,
+        {
+            "available": False,
+            "note": note,
+            "mAP": None,
+            "n_queries": 0,
+            "relevant_labels": list(relevant_labels),
+            "ignore_labels": list(ignore_labels),
+        },
+    )
+    atomic_write_json(pr_path, [])
 
 
 def evaluate_files(

@@ -73,10 +73,20 @@ def load_features(path: str | os.PathLike[str]) -> VideoFeatures:
 
 def run_signature(cfg: FeatureConfig, backbone: BackboneInfo) -> dict[str, Any]:
     """What must match for a stored feature file to be reused."""
-    return {"format_version": FORMAT_VERSION, "backbone": backbone.fingerprint,
-            "sample_rate": cfg.sample_rate, "n_mels": cfg.n_mels, "n_fft": cfg.n_fft,
-            "hop_length": cfg.hop_length, "pad_mode": cfg.pad_mode, "top_db": cfg.top_db,
-            "time_step_ms": cfg.time_step_ms, "window_frames": cfg.window_frames, "step_frames": cfg.step_frames}
+    return {
+        "format_version": FORMAT_VERSION,
+        "backbone": backbone.fingerprint,
+        "sample_rate": cfg.sample_rate,
+        "n_mels": cfg.n_mels,
+        "n_fft": cfg.n_fft,
+        "hop_length": cfg.hop_length,
+        "pad_mode": cfg.pad_mode,
+        "top_db": cfg.top_db,
+        "time_step_ms": cfg.time_step_ms,
+        "window_frames": cfg.window_frames,
+        "step_frames": cfg.step_frames,
+        "segment_padding": cfg.segment_padding,
+    }
 
 
 def is_current(path: Path, signature: Mapping[str, Any]) -> bool:
@@ -98,17 +108,25 @@ class ExtractReport:
     wall_seconds: float = 0.0
 
     def summary(self) -> str:
-        speed = (f", {self.audio_seconds / self.wall_seconds:.0f}x real time"
-                 if self.wall_seconds > 0 and self.audio_seconds > 0 else "")
-        return (f"{len(self.extracted)} extracted, {len(self.skipped)} already done, "
-                f"{len(self.failed)} failed{speed}")
+        speed = (
+            f", {self.audio_seconds / self.wall_seconds:.0f}x real time"
+            if self.wall_seconds > 0 and self.audio_seconds > 0
+            else ""
+        )
+        return f"{len(self.extracted)} extracted, {len(self.skipped)} already done, {len(self.failed)} failed{speed}"
 
 
 class Extractor:
     """Decode -> log-mel -> segments -> MAC descriptors for one file at a time."""
 
-    def __init__(self, model_extractor: MacExtractor, backbone: BackboneInfo, cfg: FeatureConfig,
-                 audio_params: Mapping[str, Any] | None = None, batch_size: int = 128) -> None:
+    def __init__(
+        self,
+        model_extractor: MacExtractor,
+        backbone: BackboneInfo,
+        cfg: FeatureConfig,
+        audio_params: Mapping[str, Any] | None = None,
+        batch_size: int = 128,
+    ) -> None:
         self.mac = model_extractor
         self.backbone = backbone
         self.cfg = cfg
@@ -119,19 +137,32 @@ class Extractor:
         self.signature = run_signature(cfg, backbone)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], time_step_ms: int | None = None) -> "Extractor":
+    def from_params(cls, params: Mapping[str, Any], time_step_ms: int | None = None) -> Extractor:
         """The extractor params.yaml describes: backbone source, device, front end, batch size."""
         model, info = load_backbone(params)
         bb = params.get("backbone", {})
-        mac = MacExtractor(model, resolve_device(params.get("device", "auto")),
-                           fuse_bn=bool(bb.get("fuse_bn", True)), channels_last=bool(bb.get("channels_last", True)))
-        return cls(mac, info, FeatureConfig.from_params(params, time_step_ms), params.get("audio", {}),
-                   int(params.get("extract", {}).get("batch_size", 128)))
+        mac = MacExtractor(
+            model,
+            resolve_device(params.get("device", "auto")),
+            fuse_bn=bool(bb.get("fuse_bn", True)),
+            channels_last=bool(bb.get("channels_last", True)),
+        )
+        return cls(
+            mac,
+            info,
+            FeatureConfig.from_params(params, time_step_ms),
+            params.get("audio", {}),
+            int(params.get("extract", {}).get("batch_size", 128)),
+        )
 
     def decode(self, path: str | os.PathLike[str]) -> np.ndarray:
-        return load_audio(path, sample_rate=self.cfg.sample_rate, ffmpeg=self.audio_params.get("ffmpeg"),
-                          min_duration_s=float(self.audio_params.get("min_duration_s", 0.0)),
-                          timeout_s=float(self.audio_params.get("decode_timeout_s", 600)))
+        return load_audio(
+            path,
+            sample_rate=self.cfg.sample_rate,
+            ffmpeg=self.audio_params.get("ffmpeg"),
+            min_duration_s=float(self.audio_params.get("min_duration_s", 0.0)),
+            timeout_s=float(self.audio_params.get("decode_timeout_s", 600)),
+        )
 
     def prepare(self, path: str | os.PathLike[str]) -> tuple[torch.Tensor, float]:
         """Decode and segment one file (runs in a worker thread, ahead of the backbone)."""
@@ -141,8 +172,9 @@ class Extractor:
     def descriptors(self, segments: torch.Tensor) -> np.ndarray:
         return self.mac.extract(segments, self.batch_size)
 
-    def store(self, video_id: str, path: str, prepared: tuple[torch.Tensor, float],
-              output_dir: str | os.PathLike[str]) -> np.ndarray:
+    def store(
+        self, video_id: str, path: str, prepared: tuple[torch.Tensor, float], output_dir: str | os.PathLike[str]
+    ) -> np.ndarray:
         """Descriptors of a decoded file, written to its feature file."""
         segments, duration = prepared
         desc = self.descriptors(segments)
@@ -154,11 +186,18 @@ class Extractor:
         return self.store(video_id, path, self.prepare(path), output_dir)
 
     def meta(self, video_id: str, path: str, duration: float, n_segments: int) -> dict[str, Any]:
-        return {"video_id": video_id, "path": str(path), "duration_s": round(duration, 4),
-                "n_segments": n_segments, "backbone": self.backbone.to_dict(), "signature": self.signature}
+        return {
+            "video_id": video_id,
+            "path": str(path),
+            "duration_s": round(duration, 4),
+            "n_segments": n_segments,
+            "backbone": self.backbone.to_dict(),
+            "signature": self.signature,
+        }
 
-    def run(self, videos: Mapping[str, str], output_dir: str | os.PathLike[str], workers: int = 2,
-            progress: bool = True) -> ExtractReport:
+    def run(
+        self, videos: Mapping[str, str], output_dir: str | os.PathLike[str], workers: int = 2, progress: bool = True
+    ) -> ExtractReport:
         """Extract every video not already done; bad files are reported, never fatal."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -173,8 +212,10 @@ class Extractor:
         bar = tqdm(total=len(todo), desc="extract", unit="video", disable=not progress, file=sys.stderr)
         for vid, path, result in self._prepared(todo, workers):
             if isinstance(result, Exception):
-                report.failed[vid] = (path, str(result.reason) if isinstance(result, AudioError)
-                                      else f"{type(result).__name__}: {result}")
+                report.failed[vid] = (
+                    path,
+                    str(result.reason) if isinstance(result, AudioError) else f"{type(result).__name__}: {result}",
+                )
             else:
                 self.store(vid, path, result, output_dir)
                 report.extracted.append(vid)
@@ -186,8 +227,9 @@ class Extractor:
         write_failures(output_dir / FAILURES_FILE, report.failed)
         return report
 
-    def _prepared(self, todo: list[tuple[str, str]], workers: int
-                  ) -> Iterator[tuple[str, str, tuple[torch.Tensor, float] | Exception]]:
+    def _prepared(
+        self, todo: list[tuple[str, str]], workers: int
+    ) -> Iterator[tuple[str, str, tuple[torch.Tensor, float] | Exception]]:
         """Yield decoded files in input order while up to `workers` more decode in the background."""
         window = max(1, workers)
         with ThreadPoolExecutor(max_workers=window) as pool:

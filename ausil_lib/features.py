@@ -4,6 +4,10 @@ The mel filterbank and dB conversion are configured to match librosa's defaults 
 scale and area normalisation, `power_to_db` with ref 1.0, amin 1e-10, top_db 80), because the
 pretrained backbone was trained on librosa features.  The dB floor is relative to the loudest
 bin of the whole video, as the reference computes it once per video.
+
+Segments are cut from the spectrogram after zero rows (0 dB) are appended to its end, either as the
+authors' released extractor does (`segment_padding: released`, the default) or with as few rows as
+cover every frame (`minimal`); docs/ausil-reference-facts.md states both rules.
 """
 
 from __future__ import annotations
@@ -19,6 +23,22 @@ import torchaudio
 
 AMIN = 1e-10  # librosa power_to_db default
 
+# The released extractor first appends 176 - (F mod 176) zero rows to an F-frame spectrogram (1 to 176:
+# a whole 176 when F is already a multiple), at t = 1 s and in its 125 ms variant alike; we apply it at
+# 500 and 250 ms too.  176 frames (2.04 s) is the 2 s window at 125 ms, 16 steps of 11 frames, so the
+# 125 ms windows tile the padded length exactly (as do the 22- and 44-frame steps); the 1 s step of 87
+# does not divide 176, so there it appends 1 to 87 more rows to reach a multiple of 87.
+RELEASED_PAD_BLOCK = 176
+
+SEGMENT_PADDINGS = ("released", "minimal")
+# torch.stft's edge padding modes; librosa < 0.10 (the released extractor's) used reflect, >= 0.10 constant
+PAD_MODES = ("reflect", "constant", "replicate", "circular")
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -28,13 +48,26 @@ class FeatureConfig:
     n_mels: int = 128
     n_fft: int = 1024
     hop_length: int = 512
-    pad_mode: str = "constant"
+    # STFT edge padding: reflect, the default of the librosa (2019) the released extractor ran with
+    # (librosa >= 0.10 pads with zeros, `constant`); only a video's first and last frame differ
+    pad_mode: str = "reflect"
     top_db: float | None = 80.0
     window_s: float = 2.0
     time_step_ms: int = 1000
+    segment_padding: str = "released"  # released | minimal (see `padded_length`)
+
+    def __post_init__(self) -> None:
+        _check_choice("features.pad_mode", self.pad_mode, PAD_MODES)
+        _check_choice("features.segment_padding", self.segment_padding, SEGMENT_PADDINGS)
+        if self.segment_padding == "released" and self.time_step_ms > 0 and self.window_frames > RELEASED_PAD_BLOCK:
+            raise ValueError(
+                f"features.segment_padding 'released' cuts windows of at most {RELEASED_PAD_BLOCK} "
+                f"frames (the released extractor's 2 s); window_s {self.window_s} needs "
+                f"{self.window_frames}: use segment_padding 'minimal'"
+            )
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], time_step_ms: int | None = None) -> "FeatureConfig":
+    def from_params(cls, params: Mapping[str, Any], time_step_ms: int | None = None) -> FeatureConfig:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in params.get("features", {}).items() if k in names}
         values["sample_rate"] = params.get("audio", {}).get("sample_rate", cls.sample_rate)
@@ -65,12 +98,28 @@ class LogMel(torch.nn.Module):
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()
         self.top_db = cfg.top_db
+        self.pad_mode, self.edge = cfg.pad_mode, cfg.n_fft // 2
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
-            f_min=0.0, f_max=cfg.sample_rate / 2, power=2.0, center=True, pad_mode=cfg.pad_mode,
-            norm="slaney", mel_scale="slaney", window_fn=torch.hann_window)
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            n_mels=cfg.n_mels,
+            f_min=0.0,
+            f_max=cfg.sample_rate / 2,
+            power=2.0,
+            center=True,
+            pad_mode=cfg.pad_mode,
+            norm="slaney",
+            mel_scale="slaney",
+            window_fn=torch.hann_window,
+        )
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.pad_mode in ("reflect", "circular") and waveform.shape[-1] <= self.edge:
+            raise ValueError(
+                f"{waveform.shape[-1]} samples: too short for STFT edge padding {self.pad_mode!r} "
+                f"(needs more than n_fft / 2 = {self.edge})"
+            )
         power = self.mel(waveform)  # (n_mels, frames)
         db = 10.0 * torch.log10(torch.clamp(power, min=AMIN))
         if self.top_db is not None:
@@ -78,16 +127,55 @@ class LogMel(torch.nn.Module):
         return db.transpose(-1, -2).contiguous()
 
 
-def segment(logmel: torch.Tensor, step_frames: int, window_frames: int) -> torch.Tensor:
-    """Cut (frames, n_mels) into (n, 1, window, n_mels) segments, zero-padding the end.
+def frame_count(n_samples: int, cfg: FeatureConfig) -> int:
+    """Log-mel frames of `n_samples` samples (centred STFT: one frame per hop, plus one)."""
+    return n_samples // cfg.hop_length + 1
 
-    As in the reference, the spectrogram is padded with zeros so that every frame belongs to a
-    segment; at least one segment is returned for any non-empty input.
+
+def padded_length(frames: int, step_frames: int, window_frames: int, padding: str = "minimal") -> int:
+    """Rows of the zero-padded spectrogram that segments are cut from; every window that fits is one segment.
+
+    minimal:  the fewest rows so that every frame lies in a segment (at least one segment).
+    released: as the authors' released extractor: append 176 - (frames mod 176) rows (1 to 176); then, when
+              the step does not divide 176 (t = 1 s, step 87), append step - (length mod step) more (1 to step,
+              never 0).  At 125 ms this gives int(L / 11 - 15) windows of L rows, at 1 s (L' / 87) - 1.
+    """
+    _check_choice("segment padding", padding, SEGMENT_PADDINGS)
+    if frames < 0 or step_frames < 1 or window_frames < 1:
+        raise ValueError(f"bad segment geometry: frames {frames}, step {step_frames}, window {window_frames}")
+    if padding == "minimal":
+        n = max(1, math.ceil((frames - window_frames) / step_frames) + 1)
+        return (n - 1) * step_frames + window_frames
+    length = frames + RELEASED_PAD_BLOCK - frames % RELEASED_PAD_BLOCK
+    if RELEASED_PAD_BLOCK % step_frames:
+        length += step_frames - length % step_frames
+    if length < window_frames:
+        raise ValueError(f"released segment padding: window of {window_frames} frames exceeds {length} padded rows")
+    return length
+
+
+def _windows(length: int, step_frames: int, window_frames: int) -> int:
+    return (length - window_frames) // step_frames + 1
+
+
+def segment_count(frames: int, cfg: FeatureConfig) -> int:
+    """Segments the front end cuts from a `frames`-frame log-mel under `cfg` (its step, window and padding)."""
+    return _windows(
+        padded_length(frames, cfg.step_frames, cfg.window_frames, cfg.segment_padding),
+        cfg.step_frames,
+        cfg.window_frames,
+    )
+
+
+def segment(logmel: torch.Tensor, step_frames: int, window_frames: int, padding: str = "minimal") -> torch.Tensor:
+    """Cut (frames, n_mels) into (n, 1, window, n_mels) segments after zero-padding the end (`padded_length`).
+
+    Segment k is rows [k * step, k * step + window) of the padded spectrogram; the padding rows are
+    0 (0 dB, as the released extractor appends them).
     """
     frames = logmel.shape[0]
-    n = max(1, math.ceil((frames - window_frames) / step_frames) + 1)
-    padded_len = (n - 1) * step_frames + window_frames
-    padded = F.pad(logmel, (0, 0, 0, padded_len - frames))
+    length = padded_length(frames, step_frames, window_frames, padding)
+    padded = F.pad(logmel, (0, 0, 0, length - frames))
     return padded.unfold(0, window_frames, step_frames).permute(0, 2, 1).unsqueeze(1).contiguous()
 
 
@@ -99,7 +187,11 @@ class SegmentFrontEnd:
         self.device = torch.device(device)
         self.logmel = LogMel(cfg).to(self.device)
 
+    def cut(self, logmel: torch.Tensor) -> torch.Tensor:
+        """(frames, n_mels) log-mel -> (n, 1, window, n_mels) segments, padded as `cfg.segment_padding` says."""
+        return segment(logmel, self.cfg.step_frames, self.cfg.window_frames, self.cfg.segment_padding)
+
     @torch.inference_mode()
     def __call__(self, audio: np.ndarray) -> torch.Tensor:
         wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
-        return segment(self.logmel(wave), self.cfg.step_frames, self.cfg.window_frames)
+        return self.cut(self.logmel(wave))

@@ -107,8 +107,10 @@ class DownloadReport:
 
     def summary(self) -> str:
         c = self.counts()
-        return (f"{sum(c.values())} ids: {c['downloaded']} downloaded, {c['present']} already present, "
-                f"{c['unavailable']} unavailable, {c['failed']} failed")
+        return (
+            f"{sum(c.values())} ids: {c['downloaded']} downloaded, {c['present']} already present, "
+            f"{c['unavailable']} unavailable, {c['failed']} failed"
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "counts": self.counts()}
@@ -175,9 +177,12 @@ def _ytdlp_argv(cfg: YoutubeConfig, out_dir: Path, video_id: str) -> list[str]:
         "--no-playlist",
         "--no-progress",
         "--continue",  # keep and resume .part files after an interruption
-        "-f", cfg.format,
-        "--socket-timeout", f"{min(cfg.timeout_s, _SOCKET_TIMEOUT_S):g}",
-        "-o", str(out_dir / f"{video_id}.%(ext)s"),
+        "-f",
+        cfg.format,
+        "--socket-timeout",
+        f"{min(cfg.timeout_s, _SOCKET_TIMEOUT_S):g}",
+        "-o",
+        str(out_dir / f"{video_id}.%(ext)s"),
     ]
     if cfg.rate_limit:
         argv += ["--limit-rate", cfg.rate_limit]
@@ -209,17 +214,24 @@ def _download_one(video_id: str, out_dir: Path, cfg: YoutubeConfig, pacer: _Pace
     argv = _ytdlp_argv(cfg, out_dir, video_id)
     reason = ""
     for attempt in range(cfg.retries + 1):
-        pacer.start(cfg.sleep_s * 2 ** attempt)
+        pacer.start(cfg.sleep_s * 2**attempt)
         try:
-            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, errors="replace",
-                                  timeout=cfg.timeout_s)
+            proc = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                timeout=cfg.timeout_s,
+            )
         except subprocess.TimeoutExpired:
             reason = f"yt-dlp timed out after {cfg.timeout_s:g} s"
             continue
         except OSError as exc:
-            raise DownloadError(f"cannot run the yt-dlp command {cfg.command!r}: {exc}. "
-                                "Install yt-dlp or set the command to its path.") from exc
+            raise DownloadError(
+                f"cannot run the yt-dlp command {cfg.command!r}: {exc}. Install yt-dlp or set the command to its path."
+            ) from exc
         if proc.returncode == 0:
             if _has_finished_file(out_dir, video_id):
                 return "downloaded", ""
@@ -231,9 +243,15 @@ def _download_one(video_id: str, out_dir: Path, cfg: YoutubeConfig, pacer: _Pace
     return "failed", reason
 
 
-def download_youtube(ids: Sequence[str], out_dir: PathLike, cfg: YoutubeConfig, progress: bool = True,
-                     retry_unavailable: bool = False, sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic) -> DownloadReport:
+def download_youtube(
+    ids: Sequence[str],
+    out_dir: PathLike,
+    cfg: YoutubeConfig,
+    progress: bool = True,
+    retry_unavailable: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> DownloadReport:
     """Download the audio of each YouTube id to ``out_dir/<id>.<ext>``, resumably.
 
     Ids with a finished file are skipped; ids logged as unavailable by an earlier run are not
@@ -254,8 +272,10 @@ def download_youtube(ids: Sequence[str], out_dir: PathLike, cfg: YoutubeConfig, 
     finished = _finished_files(out)
     report = DownloadReport([], [], {}, {})
     pacer = _Pacer(sleep, clock)
-    with open(log_path, "a", encoding="utf-8") as log, \
-            tqdm(ids, desc="yt-dlp", unit="video", disable=not progress, file=sys.stderr) as bar:
+    with (
+        open(log_path, "a", encoding="utf-8") as log,
+        tqdm(ids, desc="yt-dlp", unit="video", disable=not progress, file=sys.stderr) as bar,
+    ):
         for video_id in bar:
             previous = outcomes.get(video_id)
             if video_id in finished:
@@ -307,19 +327,25 @@ def _tar_mode(name: str) -> str | None:
 def _check_inside(archive: str, member: str, root: Path, target: str) -> None:
     """Refuse a member whose path (or link target) is absolute, uses '..' or resolves outside root."""
     parts = target.replace("\\", "/").split("/")
-    outside = (target.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", target) is not None
-               or ".." in parts or not (root / target).resolve().is_relative_to(root))
+    outside = (
+        target.startswith(("/", "\\"))
+        or re.match(r"[A-Za-z]:", target) is not None
+        or ".." in parts
+        or not (root / target).resolve().is_relative_to(root)
+    )
     if outside:
-        raise DownloadError(f"{archive}: member {member!r} would be written outside the extraction "
-                            f"folder ({target!r}); archive refused")
+        raise DownloadError(
+            f"{archive}: member {member!r} would be written outside the extraction folder ({target!r}); archive refused"
+        )
 
 
 def _check_tar(archive: str, tar: tarfile.TarFile, root: Path) -> None:
     for m in tar.getmembers():
         _check_inside(archive, m.name, root, m.name)
         if m.issym():  # relative to the link's folder; "sub/../x" is fine, "../x" is not
-            _check_inside(archive, m.name, root, posixpath.normpath(
-                posixpath.join(posixpath.dirname(m.name), m.linkname)))
+            _check_inside(
+                archive, m.name, root, posixpath.normpath(posixpath.join(posixpath.dirname(m.name), m.linkname))
+            )
         elif m.islnk():  # relative to the archive root
             _check_inside(archive, m.name, root, posixpath.normpath(m.linkname))
         elif not (m.isfile() or m.isdir()):
@@ -356,8 +382,9 @@ def _extract(archive: Path, extract_dir: Path) -> int:
     return 1
 
 
-def fetch_archives(specs: Sequence[ArchiveSpec], download_dir: PathLike, extract_dir: PathLike,
-                   progress: bool = True) -> list[dict]:
+def fetch_archives(
+    specs: Sequence[ArchiveSpec], download_dir: PathLike, extract_dir: PathLike, progress: bool = True
+) -> list[dict]:
     """Download each archive (checksum verified when given) and extract it into extract_dir.
 
     ``<extract_dir>/.extracted/<name>.<sha256>`` marks a finished extraction, so a second call
@@ -378,13 +405,24 @@ def fetch_archives(specs: Sequence[ArchiveSpec], download_dir: PathLike, extract
         else:
             digest = download.fetch(spec.url, dest, spec.sha256, progress=progress)
         if spec.sha256 is None:
-            print(f"warning: {name} has no expected SHA-256, so it is unverified (got {digest}); "
-                  "record this digest to pin it", file=sys.stderr)
+            print(
+                f"warning: {name} has no expected SHA-256, so it is unverified (got {digest}); "
+                "record this digest to pin it",
+                file=sys.stderr,
+            )
         marker = extract_dir / ".extracted" / f"{name}.{digest}"
         extracted = not marker.is_file()
         if extracted:
             atomic_write_json(marker, {"members": _extract(dest, extract_dir), "url": spec.url})
         members = json.loads(marker.read_text(encoding="utf-8"))["members"]
-        results.append({"name": name, "url": spec.url, "sha256": digest, "bytes": dest.stat().st_size,
-                        "extracted": extracted, "members": members})
+        results.append(
+            {
+                "name": name,
+                "url": spec.url,
+                "sha256": digest,
+                "bytes": dest.stat().st_size,
+                "extracted": extracted,
+                "members": members,
+            }
+        )
     return results

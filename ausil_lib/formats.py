@@ -49,7 +49,7 @@ _JSON_INDENT = 2
 # Permission bits requested for new files; the process umask is applied by the kernel, as for
 # a plain open(), so atomic writes do not end up with mkstemp's owner-only 0o600.
 _NEW_FILE_MODE = 0o666
-TMP_SUFFIX = ".tmp"   # temporary files of atomic writes: ".<name>.<pid>.<random>.tmp"
+TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ".<name>.<pid>.<random>.tmp"
 
 
 class FormatError(ValueError):
@@ -144,9 +144,7 @@ def read_video_list(path: PathLike) -> dict[str, str]:
             raise FormatError(path, f"id {parts[0]!r} has no path (expected 'id path')", number)
         video_id, video_path = parts
         if video_id in videos:
-            raise FormatError(
-                path, f"duplicate id {video_id!r} (first on line {first_seen[video_id]})", number
-            )
+            raise FormatError(path, f"duplicate id {video_id!r} (first on line {first_seen[video_id]})", number)
         videos[video_id] = video_path
         first_seen[video_id] = number
     return videos
@@ -166,8 +164,7 @@ def write_video_list(path: PathLike, videos: Mapping[str, str]) -> None:
         ):
             raise FormatError(
                 path,
-                f"path {video_path!r} of id {video_id!r} is empty, has surrounding whitespace "
-                "or spans several lines",
+                f"path {video_path!r} of id {video_id!r} is empty, has surrounding whitespace or spans several lines",
             )
         lines.append(f"{video_id} {video_path}\n")
     atomic_write_text(path, "".join(lines))
@@ -180,9 +177,7 @@ def read_ids(path: PathLike) -> list[str]:
     for number, line in _content_lines(path):
         video_id = line.split(None, 1)[0]
         if video_id in first_seen:
-            raise FormatError(
-                path, f"duplicate id {video_id!r} (first on line {first_seen[video_id]})", number
-            )
+            raise FormatError(path, f"duplicate id {video_id!r} (first on line {first_seen[video_id]})", number)
         first_seen[video_id] = number
         ids.append(video_id)
     return ids
@@ -245,22 +240,16 @@ def _validate_results(path: PathLike, results: Any) -> dict[str, dict[str, float
         if not isinstance(query, str):
             raise FormatError(path, f"query id {query!r} is not a string")
         if not isinstance(sims, Mapping):
-            raise FormatError(
-                path, f"query {query!r}: expected an object of similarities, got {_type_name(sims)}"
-            )
+            raise FormatError(path, f"query {query!r}: expected an object of similarities, got {_type_name(sims)}")
         row: dict[str, float] = {}
         for video, sim in sims.items():
             if not isinstance(video, str):
                 raise FormatError(path, f"query {query!r}: video id {video!r} is not a string")
             # bool is an int subclass but a similarity of `true` is a producer bug, not a number.
             if isinstance(sim, bool) or not isinstance(sim, (int, float)):
-                raise FormatError(
-                    path, f"query {query!r}, video {video!r}: similarity {sim!r} is not a number"
-                )
+                raise FormatError(path, f"query {query!r}, video {video!r}: similarity {sim!r} is not a number")
             if not math.isfinite(sim):
-                raise FormatError(
-                    path, f"query {query!r}, video {video!r}: similarity {sim!r} is not finite"
-                )
+                raise FormatError(path, f"query {query!r}, video {video!r}: similarity {sim!r} is not finite")
             row[video] = float(sim)
         clean[query] = row
     return clean
@@ -279,17 +268,13 @@ def write_results(path: PathLike, results: Mapping[str, Mapping[str, float]]) ->
 def _validate_annotations(path: PathLike, annotations: Any) -> dict[str, dict[str, list[str]]]:
     """Check ``{query: {label: [video ids]}}`` and return a plain copy."""
     if not isinstance(annotations, Mapping):
-        raise FormatError(
-            path, f"annotations must be an object of queries, got {_type_name(annotations)}"
-        )
+        raise FormatError(path, f"annotations must be an object of queries, got {_type_name(annotations)}")
     clean: dict[str, dict[str, list[str]]] = {}
     for query, labels in annotations.items():
         if not isinstance(query, str):
             raise FormatError(path, f"query id {query!r} is not a string")
         if not isinstance(labels, Mapping):
-            raise FormatError(
-                path, f"query {query!r}: expected an object of labels, got {_type_name(labels)}"
-            )
+            raise FormatError(path, f"query {query!r}: expected an object of labels, got {_type_name(labels)}")
         clean_labels: dict[str, list[str]] = {}
         for label, videos in labels.items():
             if not isinstance(label, str):
@@ -297,14 +282,11 @@ def _validate_annotations(path: PathLike, annotations: Any) -> dict[str, dict[st
             if isinstance(videos, (str, bytes)) or not isinstance(videos, Sequence):
                 raise FormatError(
                     path,
-                    f"query {query!r}, label {label!r}: expected a list of video ids, "
-                    f"got {_type_name(videos)}",
+                    f"query {query!r}, label {label!r}: expected a list of video ids, got {_type_name(videos)}",
                 )
             for video in videos:
                 if not isinstance(video, str):
-                    raise FormatError(
-                        path, f"query {query!r}, label {label!r}: video id {video!r} is not a string"
-                    )
+                    raise FormatError(path, f"query {query!r}, label {label!r}: video id {video!r} is not a string")
             clean_labels[label] = list(videos)
         clean[query] = clean_labels
     return clean
@@ -318,3 +300,26 @@ def read_annotations(path: PathLike) -> dict[str, dict[str, list[str]]]:
 def write_annotations(path: PathLike, annotations: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
     """Validate and write an annotation file (sorted keys; list order is kept)."""
     atomic_write_json(path, _validate_annotations(path, annotations))
+
+
+def write_unavailable(output: str | os.PathLike[str], method: str, label: str, note: str) -> None:
+    """Record a run that cannot be made here (its model is absent) so that every table still has its row.
+
+    The results file is empty and `.timing.json` says why; `ausil evaluate` turns that into metrics that
+    say "not available" instead of a score.
+    """
+    output = Path(output)
+    write_results(output, {})
+    atomic_write_json(
+        output.with_name(output.stem + ".timing.json"),
+        {"method": method, "label": label, "available": False, "note": note},
+    )
+
+
+def read_unavailable(results: str | os.PathLike[str]) -> str | None:
+    """The note of a run recorded by `write_unavailable`, or None for a run that was made."""
+    timing = Path(results).with_name(Path(results).stem + ".timing.json")
+    if not timing.is_file():
+        return None
+    record = json.loads(timing.read_text(encoding="utf-8"))
+    return None if record.get("available", True) else str(record.get("note", "not available"))

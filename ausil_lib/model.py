@@ -10,6 +10,7 @@ Variants (paper Table V) share one trained model and differ only in which parts 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,6 +23,10 @@ from .config import full_float32
 
 VARIANTS = ("mac", "mac_w", "mac_w_a", "full")
 EPS = 1e-15  # L2 normalisation epsilon of the reference
+# The released code repeats only the database video (to at least 10 segments). A query shorter than 4
+# segments leaves the CNN an empty map (two 2x2 poolings), where the released graph returns NaN; such
+# a query is repeated to 4 here, the one place this model departs from it.
+QUERY_MIN_SEGMENTS = 4
 
 
 class SimilarityCNN(nn.Module):
@@ -91,7 +96,7 @@ class AuSiL(nn.Module):
 
     def sim_output(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Embedded query and candidate -> the map Chamfer similarity pools (raw CNN output for `full`)."""
-        sim = repeat_to(q, self.min_segments) @ repeat_to(c, self.min_segments).T
+        sim = repeat_to(q, QUERY_MIN_SEGMENTS) @ repeat_to(c, self.min_segments).T
         return self.cnn(sim.unsqueeze(0)).squeeze(0) if self.variant == "full" else sim
 
     def similarity(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -102,7 +107,7 @@ class AuSiL(nn.Module):
         """One embedded query against (batch, N, dims) embedded candidates of one length N (each already
         repeated to `min_segments`) -> (batch,). Same padding and pooling as `similarity` pair by pair:
         candidates of equal length batch exactly, so batching changes the speed, never the numbers."""
-        sim = torch.matmul(repeat_to(q, self.min_segments), cands.transpose(1, 2))
+        sim = torch.matmul(repeat_to(q, QUERY_MIN_SEGMENTS), cands.transpose(1, 2))
         if self.variant == "full":
             sim = self.cnn(sim)
         return chamfer(torch.clamp(sim, -1.0, 1.0))
@@ -111,8 +116,9 @@ class AuSiL(nn.Module):
         return self.similarity(self.embed(q_desc), self.embed(c_desc))
 
 
-def triplet_loss(model: AuSiL, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
-                 gamma: float, r: float) -> tuple[torch.Tensor, dict[str, float]]:
+def triplet_loss(
+    model: AuSiL, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, gamma: float, r: float
+) -> tuple[torch.Tensor, dict[str, float]]:
     """max(0, CS(v, v-) - CS(v, v+) + gamma) + r * similarity regularisation (paper Eqs. 4-6).
 
     The regulariser penalises raw CNN outputs outside [-1, 1], summed over both pairs' maps.
@@ -149,12 +155,29 @@ def learn_pca(descriptors: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarr
 
 # ---------------------------------------------------------------- files
 
+
 def save_model(path: str | os.PathLike[str], model: AuSiL, meta: Mapping[str, Any]) -> None:
     """The model with the params that made it in `meta` (see `backbone.save_state`)."""
     save_state(path, model, meta)
 
 
 def load_model(path: str | os.PathLike[str], variant: str = "full") -> tuple[AuSiL, dict[str, Any]]:
+    """An AuSiL model from this project's model file or from a TensorFlow checkpoint prefix.
+
+    A prefix (`PREFIX.index` exists, e.g. data/weights/ausil_released/model) is read without TensorFlow
+    through `tf_checkpoint`; its meta says so, and that it expects AudioSet-backbone descriptors.
+    """
+    from .tf_checkpoint import TFCheckpoint, is_checkpoint_prefix
+
+    if is_checkpoint_prefix(path):
+        ckpt = TFCheckpoint(path)
+        missing = [name for name in TF_NAME_MAP if name not in ckpt.entries]
+        if missing:
+            raise ValueError(f"{path}: not an AuSiL checkpoint, it lacks the variables {', '.join(missing)}")
+        model = from_tf_variables(ckpt.read_all(list(TF_NAME_MAP)), variant)
+        return model, {"source": "tensorflow-checkpoint", "checkpoint": str(path), "backbone_source": "audioset"}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no AuSiL model file and no TensorFlow checkpoint ({path}.index)")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, Mapping) or "state_dict" not in blob:
         raise ValueError(f"{path}: not an AuSiL model saved by ausil (expected keys state_dict, meta)")
@@ -163,8 +186,9 @@ def load_model(path: str | os.PathLike[str], variant: str = "full") -> tuple[AuS
     return model.eval(), dict(blob.get("meta", {}))
 
 
-# TensorFlow checkpoint of the authors' release -> this model. Keras names its layers conv2d,
-# conv2d_1, ... in creation order inside the `video_comparator` scope; kernels are HWIO.
+# TensorFlow checkpoint of the authors' release -> this model. Keras named its layers conv2d,
+# conv2d_1, ... in creation order inside the `video_comparator` scope (the released model.index lists
+# exactly these names); kernels are HWIO, the context vector (2528, 1). PCA is applied as x @ W, as here.
 TF_NAME_MAP: dict[str, str] = {
     "PCA/mean_sift": "pca_mean",
     "PCA/weights": "pca_weights",
@@ -180,16 +204,12 @@ TF_NAME_MAP: dict[str, str] = {
 }
 
 
-def from_tf_variables(variables: Mapping[str, np.ndarray]) -> AuSiL:
-    """Build the model from the released checkpoint's variables (name -> array).
-
-    Read the arrays with TensorFlow where it is installed (`tf.train.load_checkpoint(path)`,
-    `reader.get_tensor(name)` for each name of TF_NAME_MAP); this function needs no TensorFlow.
-    """
+def from_tf_variables(variables: Mapping[str, np.ndarray], variant: str = "full") -> AuSiL:
+    """Build the model from the released checkpoint's variables (name -> array, see `tf_checkpoint`)."""
     missing = [name for name in TF_NAME_MAP if name not in variables]
     if missing:
         raise ValueError(f"checkpoint lacks variables: {', '.join(missing)}")
-    model = AuSiL()
+    model = AuSiL(variant=variant)
     state = model.state_dict()
     for tf_name, key in TF_NAME_MAP.items():
         value = torch.as_tensor(np.asarray(variables[tf_name]), dtype=torch.float32)

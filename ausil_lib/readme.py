@@ -16,35 +16,51 @@ from .formats import atomic_write_text
 
 def speed_table(report: dict) -> str:
     m = report["machine"]
-    lines = [f"Measured {report['date']} on {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads, "
-             f"device {m['device']}, torch {m['torch']}); {report['audio_seconds']:g} s mp4 (AAC), best of "
-             f"{report['repeats']}; `reports/speed.json`.", "",
-             "| time step | segments | decode (s / 100 s) | log-mel (s / 100 s) | backbone (s / 100 s) "
-             "| backbone segments/s | end to end (s / 100 s) | x real time |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Measured {report['date']} on {m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch threads, "
+        f"device {m['device']}, torch {m['torch']}); {report['audio_seconds']:g} s mp4 (AAC), best of "
+        f"{report['repeats']}; `reports/speed.json`.",
+        "",
+        "| time step | segments | decode (s / 100 s) | log-mel (s / 100 s) | backbone (s / 100 s) "
+        "| backbone segments/s | end to end (s / 100 s) | x real time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for step, r in report["time_steps"].items():
-        lines.append(f"| {step} ms | {r['segments']} | {report['decode_s_per_100s']:.3f} | {r['logmel_s_per_100s']:.3f} "
-                     f"| {r['backbone_s_per_100s']:.3f} | {r['backbone_segments_per_s']:.0f} "
-                     f"| {r['end_to_end_s_per_100s']:.3f} | {r['end_to_end_x_real_time']:.0f}x |")
+        lines.append(
+            f"| {step} ms | {r['segments']} | {report['decode_s_per_100s']:.3f} | {r['logmel_s_per_100s']:.3f} "
+            f"| {r['backbone_s_per_100s']:.3f} | {r['backbone_segments_per_s']:.0f} "
+            f"| {r['end_to_end_s_per_100s']:.3f} | {r['end_to_end_x_real_time']:.0f}x |"
+        )
     return "\n".join(lines)
 
 
 def corpus_table(summary: dict) -> str:
-    lines = [f"Size `{summary['size']}`: {summary['clips']} clips, {summary['hours']:.2f} h of audio "
-             f"({', '.join(f'{n} {k}' for k, n in summary['formats'].items())}); `reports/corpus_summary.json`.", "",
-             "| benchmark | queries | database videos | hours | DA pairs | DA per query | JUNK pairs | video files |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Size `{summary['size']}`: {summary['clips']} clips, {summary['hours']:.2f} h of audio "
+        f"({', '.join(f'{n} {k}' for k, n in summary['formats'].items())}); `reports/corpus_summary.json`.",
+        "",
+        "| benchmark | queries | database videos | hours | DA pairs | DA per query | JUNK pairs | video files |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, b in summary["benchmarks"].items():
-        lines.append(f"| {name} | {b['queries']} | {b['database']} | {b['database_hours']:.2f} | {b['da_pairs']} "
-                     f"| {b['da_per_query_mean']:.1f} | {b['junk_pairs']} | {b['video_files']} |")
-    splits = ", ".join(f"{k}: {v['music_recordings']} music + {v['speech_recordings']} speech recordings "
-                       f"({v['source_hours']:.2f} h)" for k, v in summary["splits"].items())
+        lines.append(
+            f"| {name} | {b['queries']} | {b['database']} | {b['database_hours']:.2f} | {b['da_pairs']} "
+            f"| {b['da_per_query_mean']:.1f} | {b['junk_pairs']} | {b['video_files']} |"
+        )
+    splits = ", ".join(
+        f"{k}: {v['music_recordings']} music + {v['speech_recordings']} speech recordings ({v['source_hours']:.2f} h)"
+        for k, v in summary["splits"].items()
+    )
     cases = ", ".join(f"{k} {v}" for k, v in summary["positive_cases"].items())
     hard = ", ".join(f"{k.split(':', 1)[1]} {v}" for k, v in summary["hard_cases"].items())
     steps = ", ".join(f"{k} {v}" for k, v in summary["transform_steps"].items())
-    lines += ["", f"Splits (by variant group): {splits}.", "",
-              f"Positives by case: {cases}; hard cases ({summary['hard_share_of_positives']:.0%} of positives): "
-              f"{hard}. Transformation steps used: {steps}."]
+    lines += [
+        "",
+        f"Splits (by variant group): {splits}.",
+        "",
+        f"Positives by case: {cases}; hard cases ({summary['hard_share_of_positives']:.0%} of positives): "
+        f"{hard}. Transformation steps used: {steps}.",
+    ]
     return "\n".join(lines)
 
 
@@ -60,8 +76,10 @@ def results_table(root: Path) -> str:
     from .report import backbone_note, formatted, main_table
 
     table = formatted(main_table(root).drop(columns=["run"]))
-    return (f"{markdown(table)}\n\n{backbone_note(root)}\n\nThe paper's columns are other datasets (FIVR-200K_a, "
-            "SVD_a) and are shown for orientation only.")
+    return (
+        f"{markdown(table)}\n\n{backbone_note(root)}\n\nThe paper's columns are other datasets (FIVR-200K_a, "
+        "SVD_a) and are shown for orientation only."
+    )
 
 
 GPU_REPORTS = {"speed": "speed_h100.json", "bulk": "bulk_h100.json", "similarity": "similarity_h100.json"}
@@ -69,8 +87,9 @@ BUDGET_DATASETS = ("fivr200k", "fivr5k", "svd", "vcdb")
 
 
 def _gpu_reports(root: Path) -> dict[str, dict]:
-    return {k: json.loads((root / "reports" / "gpu" / name).read_text(encoding="utf-8"))
-            for k, name in GPU_REPORTS.items()}
+    return {
+        k: json.loads((root / "reports" / "gpu" / name).read_text(encoding="utf-8")) for k, name in GPU_REPORTS.items()
+    }
 
 
 def gpu_table(root: Path) -> str:
@@ -80,23 +99,28 @@ def gpu_table(root: Path) -> str:
     m = speed["machine"]
     t1, t125 = speed["time_steps"]["1000"], speed["time_steps"]["125"]
     fp32, amp = bulk["runs"]["fp32"], bulk["runs"]["amp"]
-    return "\n".join([
-        f"Measured {speed['date']} on {m.get('gpu', m['device'])} ({m['cpu_cores']} CPU cores, torch {m['torch']}); "
-        f"`reports/gpu/`.", "",
-        "| step | time |", "|---|---|",
-        f"| sequential `benchmark-speed`, t = 1 s: decode / log-mel / backbone per 100 s of audio "
-        f"| {speed['decode_s_per_100s']:.3f} / {t1['logmel_s_per_100s']:.3f} / {t1['backbone_s_per_100s']:.3f} s "
-        f"({t1['end_to_end_x_real_time']:.0f}x real time) |",
-        f"| same at t = 125 ms | {t125['end_to_end_s_per_100s']:.3f} s per 100 s "
-        f"({t125['end_to_end_x_real_time']:.0f}x real time) |",
-        f"| `ausil extract --store`, {bulk['videos']} distinct {bulk['video_seconds']:g} s mp4, "
-        f"{bulk['decode_workers']} decoding workers, float32 | {fp32['videos_per_s']} videos/s "
-        f"({fp32['x_real_time']:,.0f}x real time) |",
-        f"| same with mixed precision | {amp['videos_per_s']} videos/s ({amp['x_real_time']:,.0f}x real time) |",
-        f"| AuSiL similarity (`benchmark-speed --similarity-videos`): {sim['queries']} queries × {sim['videos']:,} "
-        f"videos of {sim['segments'][0]}–{sim['segments'][1]} segments (mean {sim['mean_segments']:.0f}), "
-        f"{sim['buckets']} length buckets | {sim['wall_s']:.0f} s, {sim['ms_per_pair']:.2f} ms per pair, "
-        f"{sim['peak_gpu_gb']:.2f} GB GPU peak (the paper: 3 ms per pair of 100 s videos on a GTX 1070) |"])
+    return "\n".join(
+        [
+            f"Measured {speed['date']} on {m.get('gpu', m['device'])} ({m['cpu_cores']} CPU cores, "
+            f"torch {m['torch']}); `reports/gpu/`.",
+            "",
+            "| step | time |",
+            "|---|---|",
+            f"| sequential `benchmark-speed`, t = 1 s: decode / log-mel / backbone per 100 s of audio "
+            f"| {speed['decode_s_per_100s']:.3f} / {t1['logmel_s_per_100s']:.3f} / {t1['backbone_s_per_100s']:.3f} s "
+            f"({t1['end_to_end_x_real_time']:.0f}x real time) |",
+            f"| same at t = 125 ms | {t125['end_to_end_s_per_100s']:.3f} s per 100 s "
+            f"({t125['end_to_end_x_real_time']:.0f}x real time) |",
+            f"| `ausil extract --store`, {bulk['videos']} distinct {bulk['video_seconds']:g} s mp4, "
+            f"{bulk['decode_workers']} decoding workers, float32 | {fp32['videos_per_s']} videos/s "
+            f"({fp32['x_real_time']:,.0f}x real time) |",
+            f"| same with mixed precision | {amp['videos_per_s']} videos/s ({amp['x_real_time']:,.0f}x real time) |",
+            f"| AuSiL similarity (`benchmark-speed --similarity-videos`): {sim['queries']} queries × {sim['videos']:,} "
+            f"videos of {sim['segments'][0]}–{sim['segments'][1]} segments (mean {sim['mean_segments']:.0f}), "
+            f"{sim['buckets']} length buckets | {sim['wall_s']:.0f} s, {sim['ms_per_pair']:.2f} ms per pair, "
+            f"{sim['peak_gpu_gb']:.2f} GB GPU peak (the paper: 3 ms per pair of 100 s videos on a GTX 1070) |",
+        ]
+    )
 
 
 def budget_table(root: Path) -> str:
@@ -109,15 +133,19 @@ def budget_table(root: Path) -> str:
     params = load_params(root / "params.yaml")
     sim = r["similarity"]
     pair = {"ms_per_pair": sim["ms_per_pair"], "n_segments": sim["mean_segments"], "device": sim["machine"]["device"]}
-    lines = ["| dataset | videos | audio | media | features | download | extraction | similarity |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | videos | audio | media | features | download | extraction | similarity |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name in BUDGET_DATASETS:
         b = estimate(name, dataset_config(params, name), params, r["speed"], pair, r["bulk"])
         d, t = b["disk_gb"], b["time_h"]
-        download = (f"≥ {t['download_at_rate_limit']} h" if t["download_at_rate_limit"] is not None else "archive")
-        lines.append(f"| {name} | {b['videos']:,} | {b['hours_of_audio']:,.0f} h | {d['media']:,} GB "
-                     f"| {d['features']:,} GB | {download} | {t['extraction']} h | {t['similarity']} h "
-                     f"({b['pairs']:,} pairs) |")
+        download = f"≥ {t['download_at_rate_limit']} h" if t["download_at_rate_limit"] is not None else "archive"
+        lines.append(
+            f"| {name} | {b['videos']:,} | {b['hours_of_audio']:,.0f} h | {d['media']:,} GB "
+            f"| {d['features']:,} GB | {download} | {t['extraction']} h | {t['similarity']} h "
+            f"({b['pairs']:,} pairs) |"
+        )
     return "\n".join(lines)
 
 
@@ -135,14 +163,17 @@ ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
 
 def render(readme_text: str, root: Path = Path(".")) -> str:
     """The README text with every marked section regenerated from its report (missing reports left as is)."""
-    bodies = {name: renderer(json.loads((root / path).read_text(encoding="utf-8")))
-              for name, (path, renderer) in SECTIONS.items() if (root / path).is_file()}
+    bodies = {
+        name: renderer(json.loads((root / path).read_text(encoding="utf-8")))
+        for name, (path, renderer) in SECTIONS.items()
+        if (root / path).is_file()
+    }
     bodies.update({name: renderer(root) for name, (path, renderer) in ROOT_SECTIONS.items() if (root / path).is_dir()})
     for name, body in bodies.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(readme_text):
             raise ValueError(f"README has no <!-- {name}:begin --> ... <!-- {name}:end --> section")
-        readme_text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), readme_text)
+        readme_text = pattern.sub(lambda m, body=body: m.group(1) + body + "\n" + m.group(2), readme_text)
     return readme_text
 
 

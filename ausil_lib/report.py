@@ -26,7 +26,8 @@ import yaml
 from matplotlib.figure import Figure
 
 from ausil_lib.evaluation import evaluate
-from ausil_lib.formats import PathLike, atomic_write_text, read_annotations, read_ids, read_results
+from ausil_lib.formats import PathLike, atomic_write_text, read_annotations, read_ids, read_results, read_unavailable
+from ausil_lib.labels import RELEASED_LABEL, RELEASED_RUN
 
 __all__ = [
     "MAIN_ROWS",
@@ -87,6 +88,7 @@ PAPER_METHODS: dict[str, dict[str, float]] = {
     "Spectro Tiles": {"FIVR-200K_a": 0.510, "SVD_a": 0.605, "FIVR-200K_a speed": 0.0, "SVD_a speed": 0.0},
     "AuSiL": {"FIVR-200K_a": 0.701, "SVD_a": 0.940, "FIVR-200K_a speed": 0.865, "SVD_a speed": 0.923},
 }
+PAPER_METHODS[RELEASED_LABEL] = PAPER_METHODS["AuSiL"]  # the paper's numbers are the released model's
 # Section V-C gives no number for these, only "near-zero mAP"; the 0.0 above stands for it.
 PAPER_NEAR_ZERO = frozenset({"Spectro Slides", "Spectro Tiles"})
 NEAR_ZERO_NOTE = "paper says 'near-zero mAP' (no number); shown as 0.0"
@@ -94,11 +96,24 @@ NEAR_ZERO_NOTE = "paper says 'near-zero mAP' (no number); shown as 0.0"
 # Tables IV, V and VII: (FIVR-5K_a, SVD_a) mAP.
 PAPER_ABLATION_SETS = ("FIVR-5K_a", "SVD_a")
 PAPER_TIME_STEP: dict[float, tuple[float, float]] = {
-    1000: (0.794, 0.903), 500: (0.789, 0.915), 250: (0.787, 0.928), 125: (0.790, 0.940)}
+    1000: (0.794, 0.903),
+    500: (0.789, 0.915),
+    250: (0.787, 0.928),
+    125: (0.790, 0.940),
+}
 PAPER_COMPONENTS: dict[str, tuple[float, float]] = {
-    "MAC": (0.656, 0.891), "MAC + W": (0.740, 0.932), "MAC + W + A": (0.742, 0.934), "AuSiL": (0.794, 0.940)}
+    "MAC": (0.656, 0.891),
+    "MAC + W": (0.740, 0.932),
+    "MAC + W + A": (0.742, 0.934),
+    "AuSiL": (0.794, 0.940),
+}
 PAPER_GAMMA: dict[float, tuple[float, float]] = {
-    0.4: (0.764, 0.903), 0.6: (0.761, 0.895), 0.8: (0.786, 0.937), 1.0: (0.794, 0.940), 1.2: (0.767, 0.919)}
+    0.4: (0.764, 0.903),
+    0.6: (0.761, 0.895),
+    0.8: (0.786, 0.937),
+    1.0: (0.794, 0.940),
+    1.2: (0.767, 0.919),
+}
 
 # Section IV-C: timings for videos of 100 s on average.
 PAPER_TIMING: dict[str, Any] = {
@@ -117,6 +132,7 @@ MAIN_ROWS: dict[str, str] = {
     "Spectro Tiles": "spectro-tiles",
     "AuSiL": "ausil-full-main",
     "AuSiL, random backbone (control)": "ausil-full-random",
+    RELEASED_LABEL: RELEASED_RUN,
 }
 MAIN_RUNS = tuple(MAIN_ROWS.values())
 BACKBONES = ("main", "random")
@@ -186,10 +202,24 @@ def load_metrics(root: PathLike) -> pd.DataFrame:
         found[(path.parent.name, path.stem)] = _read_json(path)
     runs = [r for r in discover_runs(root) if any(key[0] == r for key in found)]
     index = pd.MultiIndex.from_product([runs, _ordered_sets(s for _, s in found)], names=["run", "set"])
-    return pd.DataFrame({
-        "mAP": [float(found[k]["mAP"]) if k in found else NAN for k in index],
-        "n_queries": pd.array([found[k]["n_queries"] if k in found else None for k in index], dtype="Int64"),
-    }, index=index)
+    return pd.DataFrame(
+        {
+            "mAP": [float(found[k]["mAP"]) if k in found and found[k].get("mAP") is not None else NAN for k in index],
+            "n_queries": pd.array([found[k]["n_queries"] if k in found else None for k in index], dtype="Int64"),
+            "note": [str(found[k].get("note", "")) if k in found else "" for k in index],
+        },
+        index=index,
+    )
+
+
+def _note(metrics: pd.DataFrame, run: str) -> str:
+    """Why a run has no numbers (e.g. the released model is not fetched), from its metrics files."""
+    notes = (
+        {str(n) for n in metrics["note"].xs(run, level="run")} - {""}
+        if run in metrics.index.get_level_values("run")
+        else set()
+    )
+    return "; ".join(sorted(notes))
 
 
 # the paper's AuSiL mAP on its real datasets (Tables V, VIII, IX and Section V-C); other cells not published
@@ -197,9 +227,12 @@ def load_metrics(root: PathLike) -> pd.DataFrame:
 PAPER_REAL: dict[tuple[str, str], float] = {
     ("fivr200k", "audio"): PAPER_METHODS["AuSiL"]["FIVR-200K_a"],
     ("fivr200k", "audio_speed"): PAPER_METHODS["AuSiL"]["FIVR-200K_a speed"],
-    ("svd", "audio"): PAPER_METHODS["AuSiL"]["SVD_a"], ("svd", "audio_speed"): PAPER_METHODS["AuSiL"]["SVD_a speed"],
+    ("svd", "audio"): PAPER_METHODS["AuSiL"]["SVD_a"],
+    ("svd", "audio_speed"): PAPER_METHODS["AuSiL"]["SVD_a speed"],
     ("fivr5k", "audio"): PAPER_COMPONENTS["AuSiL"][0],
-    ("fivr200k", "isvr"): 0.232, ("svd", "visual"): 0.516, ("evve", "visual"): 0.288,   # Table IX, Section V-D
+    ("fivr200k", "isvr"): 0.232,
+    ("svd", "visual"): 0.516,
+    ("evve", "visual"): 0.288,  # Table IX, Section V-D
 }
 REAL_TASK_ORDER = ("audio", "audio_speed", "dsvr", "csvr", "isvr", "visual")
 
@@ -211,14 +244,19 @@ def real_dataset_table(root: PathLike) -> pd.DataFrame:
     for path in sorted(Path(root, "metrics", "real").glob("*/*/*.json")):
         dataset, method, task = path.parent.parent.name, path.parent.name, path.stem
         found = _read_json(path)
-        rows[(dataset, task, method)] = {"mAP": float(found["mAP"]), "queries": int(found["n_queries"]),
-                                         "relevant labels": ",".join(found["relevant_labels"]),
-                                         "paper AuSiL": PAPER_REAL.get((dataset, task), NAN)}
+        rows[(dataset, task, method)] = {
+            "mAP": float(found["mAP"]),
+            "queries": int(found["n_queries"]),
+            "relevant labels": ",".join(found["relevant_labels"]),
+            "paper AuSiL": PAPER_REAL.get((dataset, task), NAN),
+        }
     order = {t: i for i, t in enumerate(REAL_TASK_ORDER)}
     keys = sorted(rows, key=lambda k: (k[0], order.get(k[1], len(order)), k[1], k[2]))
-    frame = pd.DataFrame([rows[k] for k in keys], index=pd.MultiIndex.from_tuples(
-        keys, names=["dataset", "task", "method"]) if keys else None,
-        columns=["mAP", "queries", "relevant labels", "paper AuSiL"])
+    frame = pd.DataFrame(
+        [rows[k] for k in keys],
+        index=pd.MultiIndex.from_tuples(keys, names=["dataset", "task", "method"]) if keys else None,
+        columns=["mAP", "queries", "relevant labels", "paper AuSiL"],
+    )
     return frame
 
 
@@ -232,8 +270,12 @@ def main_table(root: PathLike) -> pd.DataFrame:
     rows = {}
     for method, run in MAIN_ROWS.items():
         paper = PAPER_METHODS.get(method, {})
-        rows[method] = {"run": run, **{run_column(s): _map(metrics, run, s) for s in SETS},
-                        **{paper_column(d): paper.get(d, NAN) for d in ("FIVR-200K_a", "SVD_a")}}
+        rows[method] = {
+            "run": run,
+            **{run_column(s): _map(metrics, run, s) for s in SETS},
+            **{paper_column(d): paper.get(d, NAN) for d in ("FIVR-200K_a", "SVD_a")},
+            "note": _note(metrics, run),
+        }
     return _frame(rows, "method")
 
 
@@ -243,10 +285,14 @@ def speed_table(root: PathLike) -> pd.DataFrame:
     rows = {}
     for method, run in MAIN_ROWS.items():
         paper = PAPER_METHODS.get(method, {})
-        rows[method] = {"run": run, run_column(SPEED_SET): _map(metrics, run, SPEED_SET),
-                        run_column("test"): _map(metrics, run, "test"),
-                        **{paper_column(d): paper.get(d, NAN) for d in ("FIVR-200K_a speed", "SVD_a speed")},
-                        "paper note": NEAR_ZERO_NOTE if method in PAPER_NEAR_ZERO else ""}
+        rows[method] = {
+            "run": run,
+            run_column(SPEED_SET): _map(metrics, run, SPEED_SET),
+            run_column("test"): _map(metrics, run, "test"),
+            **{paper_column(d): paper.get(d, NAN) for d in ("FIVR-200K_a speed", "SVD_a speed")},
+            "paper note": NEAR_ZERO_NOTE if method in PAPER_NEAR_ZERO else "",
+            "note": _note(metrics, run),
+        }
     return _frame(rows, "method")
 
 
@@ -261,9 +307,13 @@ def components_table(root: PathLike) -> pd.DataFrame:
     rows = {}
     for variant, label in VARIANT_LABELS.items():
         rows[label] = {
-            **{run_column(s, f"this run, {bb} backbone"): _map(metrics, f"ausil-{variant}-{bb}", s)
-               for bb in backbones for s in SETS},
-            **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, PAPER_COMPONENTS[label], strict=True)}}
+            **{
+                run_column(s, f"this run, {bb} backbone"): _map(metrics, f"ausil-{variant}-{bb}", s)
+                for bb in backbones
+                for s in SETS
+            },
+            **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, PAPER_COMPONENTS[label], strict=True)},
+        }
     return _frame(rows, "components")
 
 
@@ -288,15 +338,20 @@ def _sweep_table(root: PathLike, sweep: str) -> pd.DataFrame:
     metrics = load_metrics(root)
     runs = _sweep_runs(root, sweep)
     default = _default_param(root, section, key)
-    if default is not None and default not in runs and any(
-            not math.isnan(_map(metrics, "ausil-full-main", s)) for s in SETS):
+    if (
+        default is not None
+        and default not in runs
+        and any(not math.isnan(_map(metrics, "ausil-full-main", s)) for s in SETS)
+    ):
         runs[default] = "ausil-full-main"
     rows = {}
     for value in sorted(set(paper) | set(runs)):
         run = runs.get(value, "")
-        rows[value] = {"run": run, **{run_column(s): _map(metrics, run, s) for s in SETS},
-                       **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, paper.get(value, (NAN, NAN)),
-                                                               strict=True)}}
+        rows[value] = {
+            "run": run,
+            **{run_column(s): _map(metrics, run, s) for s in SETS},
+            **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, paper.get(value, (NAN, NAN)), strict=True)},
+        }
     return _frame(rows, index_name)
 
 
@@ -318,9 +373,11 @@ def ablation_note(root: PathLike, sweep: str) -> str:
     runs = _sweep_runs(root, sweep)
     if runs:
         return f"Runs of the {index_name} sweep: " + ", ".join(f"`{r}`" for r in runs.values()) + "."
-    return (f"No {index_name} sweep was run: the default budget trains only the default setting (the row "
-            f"marked `ausil-full-main`, if any). The sweep is enabled through params.yaml; its runs, named "
-            f"`ausil-full-main-{prefix}<value>`, then appear here.")
+    return (
+        f"No {index_name} sweep was run: the default budget trains only the default setting (the row "
+        f"marked `ausil-full-main`, if any). The sweep is enabled through params.yaml; its runs, named "
+        f"`ausil-full-main-{prefix}<value>`, then appear here."
+    )
 
 
 def corpus_table(root: PathLike) -> pd.DataFrame:
@@ -356,17 +413,20 @@ def speed_factors(root: PathLike) -> list[float]:
     return sorted(factors)
 
 
-def factor_annotations(annotations: Mapping[str, Mapping[str, Sequence[str]]],
-                       factor: float) -> dict[str, dict[str, list[str]]]:
+def factor_annotations(
+    annotations: Mapping[str, Mapping[str, Sequence[str]]], factor: float
+) -> dict[str, dict[str, list[str]]]:
     """Annotations where each query's copy at ``factor`` is its only positive; its other positives
     (the copies at other factors) move to JUNK, so they neither help nor hurt that factor's AP."""
     out = {}
     for query, labels in annotations.items():
         target = speed_copy_id(query, factor)
         positives = list(labels.get(DA, []))
-        out[query] = {**{k: list(v) for k, v in labels.items()},
-                      DA: [v for v in positives if v == target],
-                      JUNK: [*labels.get(JUNK, []), *(v for v in positives if v != target)]}
+        out[query] = {
+            **{k: list(v) for k, v in labels.items()},
+            DA: [v for v in positives if v == target],
+            JUNK: [*labels.get(JUNK, []), *(v for v in positives if v != target)],
+        }
     return out
 
 
@@ -376,7 +436,8 @@ def per_factor_map(root: PathLike, run: str, factors: Sequence[float] | None = N
     annotation, ids = _speed_paths(root)
     results_path = Path(root, "results", run, f"{SPEED_SET}.json")
     rows: dict[float, dict[str, Any]] = {f: {"mAP": NAN, "n_queries": None} for f in factors}
-    if annotation.is_file() and ids.is_file() and results_path.is_file():
+    made = results_path.is_file() and read_unavailable(results_path) is None
+    if annotation.is_file() and ids.is_file() and made:
         annotations, dataset, results = read_annotations(annotation), read_ids(ids), read_results(results_path)
         for factor in factors:
             if not any(speed_copy_id(q, factor) in dataset for q in annotations):
@@ -389,12 +450,15 @@ def per_factor_map(root: PathLike, run: str, factors: Sequence[float] | None = N
     return frame
 
 
-def per_factor_table(root: PathLike, runs: Sequence[str] = MAIN_RUNS,
-                     factors: Sequence[float] | None = None) -> pd.DataFrame:
+def per_factor_table(
+    root: PathLike, runs: Sequence[str] = MAIN_RUNS, factors: Sequence[float] | None = None
+) -> pd.DataFrame:
     """mAP per speed factor (rows) and method (columns), for the Section V-C breakdown."""
     factors = speed_factors(root) if factors is None else list(factors)
-    frame = pd.DataFrame({run_label(run): per_factor_map(root, run, factors)["mAP"] for run in runs},
-                         index=pd.Index(factors, name="speed factor", dtype=float))
+    frame = pd.DataFrame(
+        {run_label(run): per_factor_map(root, run, factors)["mAP"] for run in runs},
+        index=pd.Index(factors, name="speed factor", dtype=float),
+    )
     return frame.astype(float)
 
 
@@ -406,20 +470,37 @@ def pr_curves(root: PathLike, set_name: str, runs: Sequence[str] | None = None) 
     rows = []
     for run in discover_runs(root) if runs is None else runs:
         for point in _read_json(Path(root, "plots", run, f"{set_name}.json")) or []:
-            rows.append({"run": run, "method": run_label(run), "recall": float(point["recall"]),
-                         "precision": float(point["precision"])})
+            rows.append(
+                {
+                    "run": run,
+                    "method": run_label(run),
+                    "recall": float(point["recall"]),
+                    "precision": float(point["precision"]),
+                }
+            )
     return pd.DataFrame(rows, columns=["run", "method", "recall", "precision"])
 
 
 def training_curves(root: PathLike) -> pd.DataFrame:
     """Every training curve under reports/ (AuSiL per backbone, backbone pre-training), long format."""
     reports = Path(root, "reports")
-    sources = {f"AuSiL similarity network ({p.stem.removeprefix('training_')} backbone)": p
-               for p in sorted(reports.glob("training_*.json")) if not p.name.endswith(".meta.json")}
+    sources = {
+        f"AuSiL similarity network ({p.stem.removeprefix('training_')} backbone)": p
+        for p in sorted(reports.glob("training_*.json"))
+        if not p.name.endswith(".meta.json")
+    }
     sources["backbone training (no AudioSet weights)"] = reports / "backbone_training.json"
-    rows = [{"curve": name, "step": point["step"], "loss": point.get("loss"), "val_map": point.get("val_map"),
-             "seconds": point.get("seconds")}
-            for name, path in sources.items() for point in _read_json(path) or []]
+    rows = [
+        {
+            "curve": name,
+            "step": point["step"],
+            "loss": point.get("loss"),
+            "val_map": point.get("val_map"),
+            "seconds": point.get("seconds"),
+        }
+        for name, path in sources.items()
+        for point in _read_json(path) or []
+    ]
     frame = pd.DataFrame(rows, columns=["curve", "step", "loss", "val_map", "seconds"])
     return frame.astype({"step": int, "loss": float, "val_map": float, "seconds": float})
 
@@ -458,14 +539,17 @@ def backbone_note(root: PathLike) -> str:
 
 def _machine(speed: Mapping[str, Any]) -> str:
     m = speed.get("machine", {})
-    return (f"this machine: {m.get('cpu', '?')}, {m.get('cpu_cores', '?')} cores, {m.get('device', '?')}, "
-            f"torch {m.get('torch', '?')} ({m.get('torch_threads', '?')} threads)")
+    return (
+        f"this machine: {m.get('cpu', '?')}, {m.get('cpu_cores', '?')} cores, {m.get('device', '?')}, "
+        f"torch {m.get('torch', '?')} ({m.get('torch_threads', '?')} threads)"
+    )
 
 
 def _timings(root: PathLike, run: str) -> dict[str, dict[str, Any]]:
     """{set: timing dict} of a run's results/<run>/<set>.timing.json files."""
-    found = {p.name.removesuffix(".timing.json"): _read_json(p)
-             for p in Path(root, "results", run).glob("*.timing.json")}
+    found = {
+        p.name.removesuffix(".timing.json"): _read_json(p) for p in Path(root, "results", run).glob("*.timing.json")
+    }
     return {s: found[s] for s in _ordered_sets(found) if s in found}
 
 
@@ -479,44 +563,92 @@ def timing_table(root: PathLike) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
 
     def add(quantity: str, method: str, set_name: str, value: Any, unit: str, machine: str) -> None:
-        rows.append({"quantity": quantity, "method": method, "set": set_name,
-                     "value": NAN if value is None else float(value), "unit": unit, "machine": machine})
+        rows.append(
+            {
+                "quantity": quantity,
+                "method": method,
+                "set": set_name,
+                "value": NAN if value is None else float(value),
+                "unit": unit,
+                "machine": machine,
+            }
+        )
 
     speed = _read_json(Path(root, "reports", "speed.json"))
     extraction = "feature extraction per 100 s of audio"
     if speed:
         for step, info in sorted(speed.get("time_steps", {}).items(), key=lambda kv: -float(kv[0])):
-            add(extraction, f"AuSiL, time step {step} ms (decode + log-mel + backbone)", "",
-                1000 * info["end_to_end_s_per_100s"], "ms", _machine(speed))
-            add(extraction, f"AuSiL, time step {step} ms (backbone only)", "",
-                1000 * info["backbone_s_per_100s"], "ms", _machine(speed))
+            add(
+                extraction,
+                f"AuSiL, time step {step} ms (decode + log-mel + backbone)",
+                "",
+                1000 * info["end_to_end_s_per_100s"],
+                "ms",
+                _machine(speed),
+            )
+            add(
+                extraction,
+                f"AuSiL, time step {step} ms (backbone only)",
+                "",
+                1000 * info["backbone_s_per_100s"],
+                "ms",
+                _machine(speed),
+            )
     else:
         add(extraction, "AuSiL", "", None, "ms", "this machine")
-    add(extraction, "AuSiL (paper)", "", PAPER_TIMING["feature_extraction_ms_per_video"], "ms",
-        PAPER_TIMING["machine"])
+    add(extraction, "AuSiL (paper)", "", PAPER_TIMING["feature_extraction_ms_per_video"], "ms", PAPER_TIMING["machine"])
 
     runs = list(MAIN_RUNS) + [r for r in discover_runs(root) if r not in MAIN_RUNS]
     for run in runs:
         timings = _timings(root, run) or {s: {} for s in SETS}
         for set_name, timing in timings.items():
-            add("similarity per video pair", run_label(run), set_name, timing.get("ms_per_pair"), "ms",
-                "this machine")
-    add("similarity per video pair", "AuSiL (paper)", "", PAPER_TIMING["similarity_ms_per_pair"], "ms",
-        PAPER_TIMING["machine"])
+            add("similarity per video pair", run_label(run), set_name, timing.get("ms_per_pair"), "ms", "this machine")
+    add(
+        "similarity per video pair",
+        "AuSiL (paper)",
+        "",
+        PAPER_TIMING["similarity_ms_per_pair"],
+        "ms",
+        PAPER_TIMING["machine"],
+    )
 
     for set_name, timing in (_timings(root, "dejavu") or {s: {} for s in SETS}).items():
-        add("Dejavu fingerprint + insert per minute of audio", "Dejavu", set_name,
-            timing.get("fingerprint_insert_s_per_audio_min"), "s", "this machine")
+        add(
+            "Dejavu fingerprint + insert per minute of audio",
+            "Dejavu",
+            set_name,
+            timing.get("fingerprint_insert_s_per_audio_min"),
+            "s",
+            "this machine",
+        )
         per_video = timing.get("index_s_per_video") or {}
-        add("Dejavu indexing per database video (incl. decoding)", "Dejavu", set_name,
-            sum(per_video.values()) / len(per_video) if per_video else None, "s", "this machine")
-        add("Dejavu query time per query", "Dejavu", set_name,
-            _ratio(timing.get("query_s"), timing.get("queries_timed")), "s", "this machine")
+        add(
+            "Dejavu indexing per database video (incl. decoding)",
+            "Dejavu",
+            set_name,
+            sum(per_video.values()) / len(per_video) if per_video else None,
+            "s",
+            "this machine",
+        )
+        add(
+            "Dejavu query time per query",
+            "Dejavu",
+            set_name,
+            _ratio(timing.get("query_s"), timing.get("queries_timed")),
+            "s",
+            "this machine",
+        )
     for run in ("spectro-slides", "spectro-tiles"):
         for set_name, timing in (_timings(root, run) or {s: {} for s in SETS}).items():
             for key in ("fingerprint_s", "match_s"):
-                add(f"{run_label(run)} {key.removesuffix('_s')} time, total", run_label(run), set_name,
-                    timing.get(key), "s", "this machine")
+                add(
+                    f"{run_label(run)} {key.removesuffix('_s')} time, total",
+                    run_label(run),
+                    set_name,
+                    timing.get(key),
+                    "s",
+                    "this machine",
+                )
     return pd.DataFrame(rows, columns=["quantity", "method", "set", "value", "unit", "machine"])
 
 
@@ -581,8 +713,14 @@ def plot_pr_curves(curves: pd.DataFrame, title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     markers = cycle("osD^vP*X")
     for (run, method), part in curves.groupby(["run", "method"], sort=False):
-        ax.plot(part["recall"], part["precision"], marker=next(markers), markersize=4, label=method,
-                linestyle="--" if _is_control(run) else "-")
+        ax.plot(
+            part["recall"],
+            part["precision"],
+            marker=next(markers),
+            markersize=4,
+            label=method,
+            linestyle="--" if _is_control(run) else "-",
+        )
     if curves.empty:
         _empty(ax)
     else:
@@ -613,16 +751,19 @@ def plot_per_factor(table: pd.DataFrame, title: str) -> Figure:
 def plot_training(curves: pd.DataFrame) -> Figure:
     """AuSiL triplet loss, validation mAP and backbone training loss against step, one panel each."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = [(axes[0], "AuSiL", "loss", "AuSiL training loss"),
-              (axes[1], "AuSiL", "val_map", "validation mAP (model selection)"),
-              (axes[2], "backbone", "loss", "backbone training loss")]
+    panels = [
+        (axes[0], "AuSiL", "loss", "AuSiL training loss"),
+        (axes[1], "AuSiL", "val_map", "validation mAP (model selection)"),
+        (axes[2], "backbone", "loss", "backbone training loss"),
+    ]
     for ax, prefix, column, title in panels:
         drawn = False
         for name, part in curves[curves["curve"].str.startswith(prefix)].groupby("curve", sort=False):
             part = part.dropna(subset=[column])
             if not part.empty:
-                ax.plot(part["step"], part[column], marker="o" if column == "val_map" else None, markersize=3,
-                        label=name)
+                ax.plot(
+                    part["step"], part[column], marker="o" if column == "val_map" else None, markersize=3, label=name
+                )
                 drawn = True
         if drawn:
             ax.legend(fontsize="small")
@@ -636,8 +777,9 @@ def plot_training(curves: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------- notebooks
 
 
-def run_notebooks(root: PathLike, out_dir: PathLike, html: bool = True,
-                  notebooks_dir: PathLike = NOTEBOOKS_DIR) -> list[Path]:
+def run_notebooks(
+    root: PathLike, out_dir: PathLike, html: bool = True, notebooks_dir: PathLike = NOTEBOOKS_DIR
+) -> list[Path]:
     """Execute every report notebook on ``root`` with papermill; write the executed copies (and HTML)
     to ``out_dir`` atomically and return the written paths.
 
@@ -657,8 +799,14 @@ def run_notebooks(root: PathLike, out_dir: PathLike, html: bool = True,
     written = []
     for notebook in notebooks:
         executed = papermill.execute_notebook(
-            str(notebook), None, parameters={"root": str(root_abs)}, kernel_name="python3", cwd=str(root_abs),
-            progress_bar=False, log_output=False)
+            str(notebook),
+            None,
+            parameters={"root": str(root_abs)},
+            kernel_name="python3",
+            cwd=str(root_abs),
+            progress_bar=False,
+            log_output=False,
+        )
         target = Path(out_dir, notebook.name)
         atomic_write_text(target, nbformat.writes(executed))
         written.append(target)

@@ -11,8 +11,8 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -23,6 +23,7 @@ from .audio import AudioError
 from .extraction import Extractor, feature_path, is_current, load_features
 from .formats import atomic_write_json, atomic_write_text, write_results
 from .model import AuSiL, repeat_to
+from .numerics import numerics_settings
 
 
 class Method(Protocol):
@@ -38,8 +39,13 @@ class Method(Protocol):
         """Similarity of one query to every indexed video."""
 
 
-def run_similarity(method: Method, queries: Mapping[str, str], database: Mapping[str, str],
-                   output: str | os.PathLike[str], progress: bool = True) -> dict[str, Any]:
+def run_similarity(
+    method: Method,
+    queries: Mapping[str, str],
+    database: Mapping[str, str],
+    output: str | os.PathLike[str],
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score all queries; write results, `.failures.tsv` and `.timing.json` beside `output`."""
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
@@ -65,11 +71,20 @@ def run_similarity(method: Method, queries: Mapping[str, str], database: Mapping
     write_results(output, {q: done[q] for q in queries if q in done})
     write_failure_report(output, failures)
     pairs = sum(len(r) for r in done.values())
-    timing = {"method": method.name, "label": method.label, "queries": len(queries), "database": len(database),
-              "failed": len(failures), "index_s": round(index_s, 3), "query_s": round(query_s, 3),
-              "queries_timed": len(todo), "pairs": pairs,
-              "ms_per_pair": round(1000 * query_s / max(1, sum(len(done[q]) for q in todo)), 4),
-              **getattr(method, "timings", {})}
+    timing = {
+        "method": method.name,
+        "label": method.label,
+        "queries": len(queries),
+        "database": len(database),
+        "failed": len(failures),
+        "index_s": round(index_s, 3),
+        "query_s": round(query_s, 3),
+        "queries_timed": len(todo),
+        "pairs": pairs,
+        "ms_per_pair": round(1000 * query_s / max(1, sum(len(done[q]) for q in todo)), 4),
+        **getattr(method, "timings", {}),
+        "numerics": numerics_settings(),
+    }
     atomic_write_json(output.with_name(output.stem + ".timing.json"), timing)
     partial.unlink(missing_ok=True)
     return timing
@@ -86,8 +101,14 @@ class AusilMethod:
 
     name = "ausil"
 
-    def __init__(self, model: AuSiL, extractor: Extractor, features_dir: str | os.PathLike[str],
-                 device: torch.device | str = "cpu", label: str = "") -> None:
+    def __init__(
+        self,
+        model: AuSiL,
+        extractor: Extractor,
+        features_dir: str | os.PathLike[str],
+        device: torch.device | str = "cpu",
+        label: str = "",
+    ) -> None:
         self.model = model.to(device).eval()
         self.extractor, self.features_dir, self.device = extractor, Path(features_dir), torch.device(device)
         self.label = label or f"ausil {model.variant}; backbone {extractor.backbone.label}"
@@ -120,8 +141,12 @@ class AusilMethod:
         return {vid: float(self.model.similarity(q, emb)) for vid, emb in self.db.items()}
 
 
-def ausil_scores(model: AuSiL, queries: Mapping[str, np.ndarray], database: Mapping[str, np.ndarray],
-                 device: torch.device | str = "cpu") -> dict[str, dict[str, float]]:
+def ausil_scores(
+    model: AuSiL,
+    queries: Mapping[str, np.ndarray],
+    database: Mapping[str, np.ndarray],
+    device: torch.device | str = "cpu",
+) -> dict[str, dict[str, float]]:
     """All query-database similarities from descriptors in memory (validation during training)."""
     model = model.eval()
     with torch.no_grad():
@@ -151,9 +176,15 @@ def _repeated_length(n: int, min_segments: int) -> int:
 
 
 @torch.no_grad()
-def score_stored(model: AuSiL, source: DescriptorSource, query_ids: Sequence[str], database_ids: Sequence[str],
-                 device: torch.device | str = "cpu", batch_bytes: int = 1 << 30, progress: bool = True
-                 ) -> tuple[dict[str, dict[str, float]], dict[str, str], dict[str, Any]]:
+def score_stored(
+    model: AuSiL,
+    source: DescriptorSource,
+    query_ids: Sequence[str],
+    database_ids: Sequence[str],
+    device: torch.device | str = "cpu",
+    batch_bytes: int = 1 << 30,
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, float]], dict[str, str], dict[str, Any]]:
     """All queries against the whole database, reading the database once, in exact length buckets.
 
     Candidates are grouped by their length after repetition and scored in batches of up to
@@ -167,20 +198,26 @@ def score_stored(model: AuSiL, source: DescriptorSource, query_ids: Sequence[str
     missing = "no stored descriptors (extraction failed or was not run)"
     failures = {v: missing for v in dict.fromkeys([*query_ids, *database_ids]) if v not in source}
     t0 = time.perf_counter()
-    queries = {q: model.embed(torch.from_numpy(np.asarray(source.get(q))).to(device))
-               for q in query_ids if q not in failures}
+    queries = {
+        q: model.embed(torch.from_numpy(np.asarray(source.get(q))).to(device)) for q in query_ids if q not in failures
+    }
     buckets: dict[int, list[str]] = {}
     for vid in database_ids:
         if vid not in failures:
             buckets.setdefault(_repeated_length(source.n_segments(vid), model.min_segments), []).append(vid)
     results: dict[str, dict[str, float]] = {q: {} for q in queries}
     row_bytes = model.pca_mean.numel() * 4
-    bar = tqdm(total=sum(len(v) for v in buckets.values()), desc="ausil similarity", unit="video",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=sum(len(v) for v in buckets.values()),
+        desc="ausil similarity",
+        unit="video",
+        disable=not progress,
+        file=sys.stderr,
+    )
     for length, ids in sorted(buckets.items()):
         step = max(1, batch_bytes // (length * row_bytes))
         for start in range(0, len(ids), step):
-            chunk = ids[start:start + step]
+            chunk = ids[start : start + step]
             rows = [repeat_to(torch.from_numpy(np.asarray(source.get(v))), model.min_segments) for v in chunk]
             cands = model.embed(torch.stack(rows).to(device))
             for q, emb in queries.items():
@@ -192,9 +229,16 @@ def score_stored(model: AuSiL, source: DescriptorSource, query_ids: Sequence[str
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - t0
     pairs = sum(len(r) for r in results.values())
-    timing = {"queries": len(queries), "database": len(database_ids), "failed": len(failures),
-              "pairs": pairs, "query_s": round(elapsed, 3), "ms_per_pair": round(1000 * elapsed / max(1, pairs), 4),
-              "device": str(device), "buckets": len(buckets)}
+    timing = {
+        "queries": len(queries),
+        "database": len(database_ids),
+        "failed": len(failures),
+        "pairs": pairs,
+        "query_s": round(elapsed, 3),
+        "ms_per_pair": round(1000 * elapsed / max(1, pairs), 4),
+        "device": str(device),
+        "buckets": len(buckets),
+    }
     return results, failures, timing
 
 

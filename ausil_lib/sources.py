@@ -35,15 +35,15 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Recording:
-    rec_id: str        # "<album>/<stem>", unique
-    path: str          # relative to the sources directory
-    kind: str          # music | speech
-    album: str         # package or folder: recordings of one album are hard negatives for each other
-    group: str         # variant group: recordings that share material never cross a split
+    rec_id: str  # "<album>/<stem>", unique
+    path: str  # relative to the sources directory
+    kind: str  # music | speech
+    album: str  # package or folder: recordings of one album are hard negatives for each other
+    group: str  # variant group: recordings that share material never cross a split
     duration_s: float
     sha256: str
     licence: str
-    origin: str        # package=version, espeak-ng voice, or user folder
+    origin: str  # package=version, espeak-ng voice, or user folder
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,7 +51,7 @@ class Recording:
 
 def _run(cmd: Sequence[str], cwd: Path | None = None) -> None:
     try:
-        proc = subprocess.run(list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        proc = subprocess.run(list(cmd), cwd=cwd, capture_output=True, check=False)
     except FileNotFoundError as exc:
         raise SourceError(f"{cmd[0]} not found: {exc}") from exc
     if proc.returncode != 0:
@@ -70,13 +70,17 @@ def fetch_debian_music(pkg: Mapping[str, Any], dest: Path, work: Path) -> list[t
     """Download one pinned package, check its SHA-256, extract the matching audio files into dest."""
     name, version = pkg["name"], str(pkg["version"])
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise SourceError("apt-get and dpkg-deb are needed to fetch the default music (Debian/Ubuntu); "
-                          "or set sources.music_dir in params.yaml to a folder of your own audio files")
+        raise SourceError(
+            "apt-get and dpkg-deb are needed to fetch the default music (Debian/Ubuntu); "
+            "or set sources.music_dir in params.yaml to a folder of your own audio files"
+        )
     _run(["apt-get", "download", f"{name}={version}"], cwd=work)
     debs = sorted(work.glob(f"{name}_*.deb"))
     if not debs:
-        raise SourceError(f"apt-get download {name}={version} produced no .deb (is the package in your apt sources? "
-                          "run `apt-get update` as root)")
+        raise SourceError(
+            f"apt-get download {name}={version} produced no .deb (is the package in your apt sources? "
+            "run `apt-get update` as root)"
+        )
     deb = debs[0]
     digest = sha256_file(deb)
     if pkg.get("sha256") and digest != pkg["sha256"]:
@@ -104,8 +108,10 @@ def render_speech(cfg: Mapping[str, Any], dest: Path, sample_rate: int) -> list[
     """Sentences spoken by espeak-ng in several voices: the speech mixed into transformed copies."""
     exe = shutil.which("espeak-ng")
     if exe is None:
-        raise SourceError("espeak-ng is not installed: `apt-get install espeak-ng` (done by scripts/setup.sh as root), "
-                          "or set sources.speech.enabled: false in params.yaml")
+        raise SourceError(
+            "espeak-ng is not installed: `apt-get install espeak-ng` (done by scripts/setup.sh as root), "
+            "or set sources.speech.enabled: false in params.yaml"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     sentences = list(cfg["sentences"])
     out = []
@@ -159,25 +165,49 @@ def fetch_sources(params: Mapping[str, Any], sources_dir: str | os.PathLike[str]
             skipped[rec_id] = reason
             path.unlink()
             continue
-        recordings.append(Recording(rec_id, str(path.relative_to(sources_dir)), "music", album,
-                                    f"{album}/{variant_group(path.stem, cfg.get('variant_groups', []))}",
-                                    duration, sha256_file(path), licence, origin))
+        recordings.append(
+            Recording(
+                rec_id,
+                str(path.relative_to(sources_dir)),
+                "music",
+                album,
+                f"{album}/{variant_group(path.stem, cfg.get('variant_groups', []))}",
+                duration,
+                sha256_file(path),
+                licence,
+                origin,
+            )
+        )
     speech_dir = sources_dir / "speech"
     if speech_dir.exists():
         shutil.rmtree(speech_dir)
     if cfg.get("speech", {}).get("enabled", True):
         for path in render_speech(cfg["speech"], speech_dir, sr):
-            recordings.append(Recording(f"speech/{path.stem}", str(path.relative_to(sources_dir)), "speech", "speech",
-                                        f"speech/{path.stem}", _duration(path, sr), sha256_file(path),
-                                        "generated by espeak-ng (GPL-3+ program; output unrestricted)",
-                                        f"espeak-ng voice {path.stem.rsplit('_', 1)[0]}"))
+            recordings.append(
+                Recording(
+                    f"speech/{path.stem}",
+                    str(path.relative_to(sources_dir)),
+                    "speech",
+                    "speech",
+                    f"speech/{path.stem}",
+                    _duration(path, sr),
+                    sha256_file(path),
+                    "generated by espeak-ng (GPL-3+ program; output unrestricted)",
+                    f"espeak-ng voice {path.stem.rsplit('_', 1)[0]}",
+                )
+            )
     if not any(r.kind == "music" for r in recordings):
         raise SourceError("no usable music recordings: check sources in params.yaml")
-    manifest = {"recordings": [r.to_dict() for r in sorted(recordings, key=lambda r: r.rec_id)],
-                "skipped": dict(sorted(skipped.items())),
-                "packages": [{k: p[k] for k in ("name", "version", "sha256", "licence", "album")}
-                             for p in cfg.get("debian_packages", [])] if not cfg.get("music_dir") else [],
-                "espeak_ng": _espeak_version() if cfg.get("speech", {}).get("enabled", True) else None}
+    manifest = {
+        "recordings": [r.to_dict() for r in sorted(recordings, key=lambda r: r.rec_id)],
+        "skipped": dict(sorted(skipped.items())),
+        "packages": [
+            {k: p[k] for k in ("name", "version", "sha256", "licence", "album")} for p in cfg.get("debian_packages", [])
+        ]
+        if not cfg.get("music_dir")
+        else [],
+        "espeak_ng": _espeak_version() if cfg.get("speech", {}).get("enabled", True) else None,
+    }
     atomic_write_json(sources_dir / "manifest.json", manifest)
     return manifest
 
@@ -238,8 +268,10 @@ def verify_against_dvc(dvc_file: str | os.PathLike[str], strict: bool = True) ->
     if _pins(target.read_text(encoding="utf-8")) == _pins(pinned) or not strict:
         return
     target.write_text(pinned, encoding="utf-8")
-    raise SourceError(f"the fetched sources differ from the pins in {target}: a different package version or "
-                      "espeak-ng build produced other bytes. Re-run with --accept to pin these sources on purpose.")
+    raise SourceError(
+        f"the fetched sources differ from the pins in {target}: a different package version or "
+        "espeak-ng build produced other bytes. Re-run with --accept to pin these sources on purpose."
+    )
 
 
 def _pins(dvc_text: str) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """Spectro Slides and Spectro Tiles: the two spectrogram baselines AuSiL compares against.
 
-Implements /work/shared/specs/spectro-baselines.md (Ouali, Dumouchel, Gupta; AuSiL refs [14] and [16]).
+Implements docs/spectro-baselines.md (Ouali, Dumouchel, Gupta; AuSiL refs [14] and [16]).
 Both methods share one front end (linear-magnitude STFT band, one 160 x 50 window per frame, K nested
 binary images by mean pruning) so that only the slides/tiles step differs between them.  Matching is
 exhaustive nearest-neighbour labelling inside one pair of videos followed by an offset vote histogram.
@@ -63,13 +63,27 @@ class SpectroConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multiples", tuple(float(c) for c in self.multiples))
-        for name, value, allowed in (("threshold_rule", self.threshold_rule, THRESHOLD_RULES),
-                                     ("direction", self.direction, DIRECTIONS),
-                                     ("tie_votes", self.tie_votes, TIE_VOTES)):
+        for name, value, allowed in (
+            ("threshold_rule", self.threshold_rule, THRESHOLD_RULES),
+            ("direction", self.direction, DIRECTIONS),
+            ("tie_votes", self.tie_votes, TIE_VOTES),
+        ):
             if value not in allowed:
                 raise ValueError(f"spectro.{name} must be one of {allowed}, got {value!r}")
-        for name in ("sample_rate", "n_fft", "hop", "frames_per_fp", "n_images", "h_slides", "v_slides",
-                     "tile", "kept_tiles", "ref_stride", "batch_size", "window_batch"):
+        for name in (
+            "sample_rate",
+            "n_fft",
+            "hop",
+            "frames_per_fp",
+            "n_images",
+            "h_slides",
+            "v_slides",
+            "tile",
+            "kept_tiles",
+            "ref_stride",
+            "batch_size",
+            "window_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"spectro.{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.tau < 0:
@@ -77,22 +91,29 @@ class SpectroConfig:
         if not 0 <= self.band_lo <= self.band_hi < self.n_fft // 2 + 1:
             raise ValueError(f"spectro band bins {self.band_lo}..{self.band_hi} outside 0..{self.n_fft // 2}")
         rows, frames = self.n_rows, self.frames_per_fp
-        for axis, size, parts in (("band rows", rows, self.h_slides), ("band rows", rows, self.tile),
-                                  ("frames", frames, self.v_slides), ("frames", frames, self.tile)):
+        for axis, size, parts in (
+            ("band rows", rows, self.h_slides),
+            ("band rows", rows, self.tile),
+            ("frames", frames, self.v_slides),
+            ("frames", frames, self.tile),
+        ):
             if size % parts:
                 raise ValueError(f"spectro: {axis} ({size}) must divide evenly by {parts} (slides/tile settings)")
         if self.kept_tiles > self.tiles_per_image:
-            raise ValueError(f"spectro.kept_tiles ({self.kept_tiles}) exceeds the {self.tiles_per_image} "
-                             "tiles per image")
-        if self.threshold_rule == "multiples" and (len(self.multiples) != self.n_images
-                                                   or list(self.multiples) != sorted(self.multiples)):
-            raise ValueError(f"spectro.multiples must hold n_images={self.n_images} non-decreasing values, "
-                             f"got {self.multiples}")
+            raise ValueError(
+                f"spectro.kept_tiles ({self.kept_tiles}) exceeds the {self.tiles_per_image} tiles per image"
+            )
+        if self.threshold_rule == "multiples" and (
+            len(self.multiples) != self.n_images or list(self.multiples) != sorted(self.multiples)
+        ):
+            raise ValueError(
+                f"spectro.multiples must hold n_images={self.n_images} non-decreasing values, got {self.multiples}"
+            )
         if self.n_rows * self.frames_per_fp > np.iinfo(np.uint16).max:
             raise ValueError("spectro: a slide count would not fit the uint16 fingerprint")
 
     @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> "SpectroConfig":
+    def from_params(cls, section: Mapping[str, Any]) -> SpectroConfig:
         return from_section(cls, section, "spectro")
 
     @property
@@ -105,8 +126,18 @@ class SpectroConfig:
 
     def frontend_key(self, method: str) -> str:
         """The settings a stored fingerprint depends on, so fingerprints of other settings are never mixed."""
-        keys = ["sample_rate", "n_fft", "hop", "window", "band_lo", "band_hi", "frames_per_fp", "silence_dbfs",
-                "n_images", "threshold_rule"]
+        keys = [
+            "sample_rate",
+            "n_fft",
+            "hop",
+            "window",
+            "band_lo",
+            "band_hi",
+            "frames_per_fp",
+            "silence_dbfs",
+            "n_images",
+            "threshold_rule",
+        ]
         keys += ["multiples"] if self.threshold_rule == "multiples" else []
         keys += ["h_slides", "v_slides"] if method == "slides" else ["tile", "kept_tiles"]
         settings = asdict(self)
@@ -118,16 +149,15 @@ class Fingerprints:
     """Per-frame fingerprints of one video for one method; row t starts at frame t (t x hop samples)."""
 
     method: str
-    values: np.ndarray    # slides: (N, 78) uint16 counts; tiles: (N, 960) uint8 0/1 position matrix
+    values: np.ndarray  # slides: (N, 78) uint16 counts; tiles: (N, 960) uint8 0/1 position matrix
     nonempty: np.ndarray  # (N,) bool; False for silent windows, which neither vote nor serve as neighbours
-    settings: str         # SpectroConfig.frontend_key(method) of the settings that produced them
+    settings: str  # SpectroConfig.frontend_key(method) of the settings that produced them
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.values.ndim != 2 or self.nonempty.shape != (self.values.shape[0],):
-            raise ValueError(f"fingerprint shapes disagree: values {self.values.shape}, "
-                             f"mask {self.nonempty.shape}")
+            raise ValueError(f"fingerprint shapes disagree: values {self.values.shape}, mask {self.nonempty.shape}")
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -142,17 +172,21 @@ class Fingerprints:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, method=np.array(self.method), values=self.values, nonempty=self.nonempty,
-                                settings=np.array(self.settings))
+            np.savez_compressed(
+                fh,
+                method=np.array(self.method),
+                values=self.values,
+                nonempty=self.nonempty,
+                settings=np.array(self.settings),
+            )
         os.replace(tmp, path)
 
     @classmethod
-    def from_npz(cls, path: str | os.PathLike[str]) -> "Fingerprints":
+    def from_npz(cls, path: str | os.PathLike[str]) -> Fingerprints:
         """Read a file written by `to_npz`; a damaged one raises ValueError naming it."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                return cls(str(data["method"]), data["values"], data["nonempty"].astype(bool),
-                           str(data["settings"]))
+                return cls(str(data["method"]), data["values"], data["nonempty"].astype(bool), str(data["settings"]))
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a readable spectro fingerprint file ({exc})") from exc
 
@@ -164,15 +198,15 @@ class Labels:
     query_frames: np.ndarray
     ref_frames: np.ndarray
     n_labelled: int  # fingerprints that found a neighbour
-    n_tied: int      # of those, how many had several equally near neighbours
+    n_tied: int  # of those, how many had several equally near neighbours
 
 
 @dataclass(frozen=True)
 class MatchResult:
-    score: int           # S: votes of the best alignment (after the tau window)
-    offset: int | None   # d*: reference frame aligned with query frame 0; None without votes
-    n_query: int         # N: non-empty query fingerprints
-    tie_share: float     # share of labels decided by a tie
+    score: int  # S: votes of the best alignment (after the tau window)
+    offset: int | None  # d*: reference frame aligned with query frame 0; None without votes
+    n_query: int  # N: non-empty query fingerprints
+    tie_share: float  # share of labels decided by a tie
 
 
 def load_audio_16k(path: str | os.PathLike[str], cfg: SpectroConfig | None = None) -> np.ndarray:
@@ -185,9 +219,9 @@ def spectrogram(audio: np.ndarray, cfg: SpectroConfig) -> np.ndarray:
     x = np.asarray(audio, dtype=np.float64)
     if x.size < cfg.n_fft:
         x = np.pad(x, (0, cfg.n_fft - x.size))
-    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft)[::cfg.hop]
+    frames = np.lib.stride_tricks.sliding_window_view(x, cfg.n_fft)[:: cfg.hop]
     window = scipy.signal.get_window(cfg.window, cfg.n_fft)  # periodic (DFT-even) form
-    spec = np.fft.rfft(frames * window, axis=1)[:, cfg.band_lo:cfg.band_hi + 1]
+    spec = np.fft.rfft(frames * window, axis=1)[:, cfg.band_lo : cfg.band_hi + 1]
     return np.ascontiguousarray(np.abs(spec).T)
 
 
@@ -248,7 +282,7 @@ def tiles(images: np.ndarray, cfg: SpectroConfig) -> np.ndarray:
     n_tiles = sums.shape[2]
     # unique keys ordering by larger sum first, then by smaller index
     key = sums.astype(np.int64) * n_tiles + (n_tiles - 1 - np.arange(n_tiles))
-    top = np.argpartition(-key, cfg.kept_tiles - 1, axis=2)[:, :, :cfg.kept_tiles]
+    top = np.argpartition(-key, cfg.kept_tiles - 1, axis=2)[:, :, : cfg.kept_tiles]
     out = np.zeros(sums.shape, np.uint8)
     np.put_along_axis(out, top, (np.take_along_axis(sums, top, axis=2) > 0).astype(np.uint8), axis=2)
     return out.reshape(sums.shape[0], -1)
@@ -270,19 +304,24 @@ def fingerprint(audio: np.ndarray, cfg: SpectroConfig, method: str) -> Fingerpri
         spec = np.pad(spec, ((0, 0), (0, cfg.frames_per_fp - spec.shape[1])))
     windows = np.lib.stride_tricks.sliding_window_view(spec, cfg.frames_per_fp, axis=1).transpose(1, 0, 2)
     encode, dtype = (slides, np.uint16) if method == "slides" else (tiles, np.uint8)
-    values = np.concatenate([encode(binary_images(windows[i:i + cfg.window_batch], cfg), cfg).astype(dtype)
-                             for i in range(0, windows.shape[0], cfg.window_batch)])
+    values = np.concatenate(
+        [
+            encode(binary_images(windows[i : i + cfg.window_batch], cfg), cfg).astype(dtype)
+            for i in range(0, windows.shape[0], cfg.window_batch)
+        ]
+    )
     nonempty = ~silent_windows(audio, values.shape[0], cfg)
     values[~nonempty] = 0
     return Fingerprints(method, values, nonempty, cfg.frontend_key(method))
 
 
-def _neighbours(src: torch.Tensor, tgt: torch.Tensor, method: str, cfg: SpectroConfig
-                ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def _neighbours(
+    src: torch.Tensor, tgt: torch.Tensor, method: str, cfg: SpectroConfig
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """Exhaustive nearest neighbours of src rows among tgt rows: (src row, tgt row) links, labelled, tied."""
     src_rows, tgt_rows, n_labelled, n_tied = [], [], 0, 0
     for start in range(0, src.shape[0], cfg.batch_size):
-        block = src[start:start + cfg.batch_size]
+        block = src[start : start + cfg.batch_size]
         # higher is nearer: minus L1 for slides, intersection size for tiles; both integer-exact in float32
         closeness = -torch.cdist(block, tgt, p=1) if method == "slides" else block @ tgt.T
         best, first = closeness.max(dim=1)  # torch returns the first maximal index: ties -> smallest j
@@ -350,8 +389,10 @@ class SpectroMethod:
         self.name = f"spectro-{method}"
         self.method, self.cfg = method, cfg
         self.cache_dir = Path(cache_dir) / method
-        self.label = (f"Spectro {method.capitalize()} (re-implementation; direction {cfg.direction}, "
-                      f"tie_votes {cfg.tie_votes}, tau {cfg.tau}, ref_stride {cfg.ref_stride})")
+        self.label = (
+            f"Spectro {method.capitalize()} (re-implementation; direction {cfg.direction}, "
+            f"tie_votes {cfg.tie_votes}, tau {cfg.tau}, ref_stride {cfg.ref_stride})"
+        )
         self.db: dict[str, Fingerprints] = {}
         self.timings: dict[str, float] = {"fingerprint_s": 0.0, "match_s": 0.0}
 

@@ -80,9 +80,15 @@ class FeatureStore:
     and `dim` default to the stored values (float32 and DESCRIPTOR_DIM for a new store).
     """
 
-    def __init__(self, root: str | os.PathLike[str], signature: Mapping[str, Any] | None = None,
-                 dtype: str | None = None, dim: int | None = None, shard_videos: int = 256,
-                 readonly: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        signature: Mapping[str, Any] | None = None,
+        dtype: str | None = None,
+        dim: int | None = None,
+        shard_videos: int = 256,
+        readonly: bool = False,
+    ) -> None:
         self.root = Path(root)
         self.readonly = readonly
         if shard_videos < 1:
@@ -91,8 +97,12 @@ class FeatureStore:
         header_path = self.root / HEADER_FILE
         if header_path.is_file():
             header = self._read_json(header_path)
-            if (header.get("format") != FORMAT or header.get("dtype") not in DTYPES
-                    or not isinstance(header.get("dim"), int) or not isinstance(header.get("signature"), dict)):
+            if (
+                header.get("format") != FORMAT
+                or header.get("dtype") not in DTYPES
+                or not isinstance(header.get("dim"), int)
+                or not isinstance(header.get("signature"), dict)
+            ):
                 raise StoreError(self.root, f"{HEADER_FILE} is not a format-{FORMAT} store header")
             self.dtype: str = header["dtype"]
             self.dim: int = header["dim"]
@@ -113,8 +123,9 @@ class FeatureStore:
             if self.dtype not in DTYPES:
                 raise StoreError(self.root, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
             self.signature = _json_copy(signature)
-            atomic_write_json(header_path, {"format": FORMAT, "dtype": self.dtype, "dim": self.dim,
-                                            "signature": self.signature})
+            atomic_write_json(
+                header_path, {"format": FORMAT, "dtype": self.dtype, "dim": self.dim, "signature": self.signature}
+            )
         self._entries: dict[str, _Entry] = {}
         self._pending: dict[str, np.ndarray] = {}
         self._maps: dict[int, np.ndarray] = {}
@@ -152,8 +163,9 @@ class FeatureStore:
             if number not in arrays:
                 raise StoreError(self.root, f"{shard_name(number, 'json')} has no {shard_name(number, 'npy')}")
             for video in self._read_json(self.root / shard_name(number, "json")).get("videos", []):
-                self._entries[video["id"]] = _Entry(number, int(video["offset"]), int(video["n_segments"]),
-                                                    video["meta"])
+                self._entries[video["id"]] = _Entry(
+                    number, int(video["offset"]), int(video["n_segments"]), video["meta"]
+                )
         return max(indexed, default=-1) + 1
 
     def require_signature(self, signature: Mapping[str, Any]) -> None:
@@ -162,8 +174,10 @@ class FeatureStore:
         differ = sorted(k for k in given.keys() | self.signature.keys() if given.get(k) != self.signature.get(k))
         if differ:
             detail = ", ".join(f"{k}: stored {self.signature.get(k)!r}, given {given.get(k)!r}" for k in differ)
-            raise StoreError(self.root, f"signature differs from the stored one ({detail}); "
-                                        "use another store directory for other settings")
+            raise StoreError(
+                self.root,
+                f"signature differs from the stored one ({detail}); use another store directory for other settings",
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -198,7 +212,7 @@ class FeatureStore:
         if entry.shard is None:
             return self._pending[vid].astype(np.float32)
         rows = self._shard_map(entry.shard)
-        return np.array(rows[entry.offset:entry.offset + entry.n_segments], dtype=np.float32)
+        return np.array(rows[entry.offset : entry.offset + entry.n_segments], dtype=np.float32)
 
     def _shard_map(self, number: int) -> np.ndarray:
         if number not in self._maps:
@@ -217,13 +231,15 @@ class FeatureStore:
             raise StoreError(self.root, f"video {vid!r} is already stored")
         arr = np.asarray(descriptors)
         if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != self.dim:
-            raise StoreError(self.root, f"video {vid!r}: descriptors of shape {arr.shape}, "
-                                        f"expected (n >= 1, {self.dim})")
+            raise StoreError(
+                self.root, f"video {vid!r}: descriptors of shape {arr.shape}, expected (n >= 1, {self.dim})"
+            )
         with np.errstate(over="ignore"):  # an overflow shows up as inf, refused just below
             rows = arr.astype(self.dtype)
         if not np.isfinite(rows).all():
-            raise StoreError(self.root, f"video {vid!r}: non-finite descriptor values (NaN, inf, "
-                                        f"or beyond the {self.dtype} range)")
+            raise StoreError(
+                self.root, f"video {vid!r}: non-finite descriptor values (NaN, inf, or beyond the {self.dtype} range)"
+            )
         try:
             clean_meta = _json_copy(meta)
         except (TypeError, ValueError) as exc:
@@ -250,7 +266,7 @@ class FeatureStore:
         self._pending.clear()
         self._next_shard = number + 1
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .corpus import DA, JUNK
 from .config import resolve_device
+from .corpus import DA, JUNK
 from .evaluation import evaluate
 from .extraction import open_features
 from .formats import atomic_write_json, read_annotations, read_ids
 from .model import AuSiL, learn_pca, save_model, triplet_loss
+from .numerics import numerics_settings
 from .retrieval import ausil_scores
 
 
@@ -51,8 +52,12 @@ class Triplets:
     stats: dict[str, Any]
 
 
-def mine_triplets(features: Mapping[str, np.ndarray], annotations: Mapping[str, Mapping[str, Sequence[str]]],
-                  pos_max: float, margin: float) -> Triplets:
+def mine_triplets(
+    features: Mapping[str, np.ndarray],
+    annotations: Mapping[str, Mapping[str, Sequence[str]]],
+    pos_max: float,
+    margin: float,
+) -> Triplets:
     glob = global_vectors(features)
     ids = sorted(glob)
     matrix = np.stack([glob[v] for v in ids])
@@ -74,8 +79,12 @@ def mine_triplets(features: Mapping[str, np.ndarray], annotations: Mapping[str, 
                 continue
             pos_kept += 1
             items += [(anchor, pos, n) for n in negatives if d[n] < d[pos] + margin]
-    stats = {"positive_pairs": pos_total, "positive_pairs_kept": pos_kept, "triplets": len(items),
-             "positive_distance_median": round(float(np.median(pos_dist)), 4) if pos_dist else None}
+    stats = {
+        "positive_pairs": pos_total,
+        "positive_pairs_kept": pos_kept,
+        "triplets": len(items),
+        "positive_distance_median": round(float(np.median(pos_dist)), 4) if pos_dist else None,
+    }
     return Triplets(items, stats)
 
 
@@ -93,9 +102,15 @@ def validation_map(model: AuSiL, val: Mapping[str, np.ndarray], bench_dir: Path,
     return evaluate(ann, results, [DA], read_ids(bench_dir / "dataset_ids.txt"), ignore_labels=[JUNK]).map
 
 
-def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str], corpus_dir: str | os.PathLike[str],
-                output: str | os.PathLike[str], curve_path: str | os.PathLike[str], backbone_label: str,
-                progress: bool = True) -> dict[str, Any]:
+def train_ausil(
+    params: Mapping[str, Any],
+    features_dir: str | os.PathLike[str],
+    corpus_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    curve_path: str | os.PathLike[str],
+    backbone_label: str,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Learn PCA, mine triplets, train `max_steps` steps (`budget_s` is a safety cap), keep the best val checkpoint.
 
     A checkpoint written at every validation lets a killed run resume where it stopped, with the
@@ -112,8 +127,12 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
     model = AuSiL(variant="full")
     model.set_pca(*learn_pca(pca_sample(train, int(cfg["pca_sample_size"]), seed), float(cfg["pca_eps"])))
     model.to(device)
-    triplets = mine_triplets(train, read_annotations(corpus_dir / "train" / "annotation.json"),
-                             float(cfg["positive_max_distance"]), float(cfg["negative_margin"]))
+    triplets = mine_triplets(
+        train,
+        read_annotations(corpus_dir / "train" / "annotation.json"),
+        float(cfg["positive_max_distance"]),
+        float(cfg["negative_margin"]),
+    )
     if not triplets.items:
         raise ValueError(f"no training triplet: {triplets.stats}; raise training.positive_max_distance")
     train_t = {v: torch.from_numpy(d).to(device) for v, d in train.items()}
@@ -132,8 +151,9 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["rng"]
-            step, elapsed, best, best_state, curve = (state[k] for k in ("step", "elapsed", "best", "best_state",
-                                                                        "curve"))
+            step, elapsed, best, best_state, curve = (
+                state[k] for k in ("step", "elapsed", "best", "best_state", "curve")
+            )
     start = time.perf_counter() - elapsed
     bar = tqdm(total=max_steps, initial=step, desc="ausil", unit="step", disable=not progress)
     while step < max_steps and time.perf_counter() - start < budget:
@@ -150,8 +170,11 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
         opt.step()
         step += 1
         bar.update(1)
-        point: dict[str, Any] = {"step": step, "loss": round(total.item(), 5),
-                                 "seconds": round(time.perf_counter() - start, 1)}
+        point: dict[str, Any] = {
+            "step": step,
+            "loss": round(total.item(), 5),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         if step % eval_every == 0:
             point["val_map"] = round(validation_map(model, val, corpus_dir / "val", device), 5)
             if point["val_map"] > best["val_map"]:
@@ -160,18 +183,35 @@ def train_ausil(params: Mapping[str, Any], features_dir: str | os.PathLike[str],
             bar.set_postfix(loss=f"{point['loss']:.3f}", val_map=f"{point['val_map']:.3f}")
         curve.append(point)
         if step % eval_every == 0:
-            _checkpoint(ckpt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                               "rng": rng.bit_generator.state, "elapsed": time.perf_counter() - start,
-                               "best": best, "best_state": best_state, "curve": curve, "config": dict(cfg),
-                               "backbone": backbone_label})
+            _checkpoint(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "step": step,
+                    "rng": rng.bit_generator.state,
+                    "elapsed": time.perf_counter() - start,
+                    "best": best,
+                    "best_state": best_state,
+                    "curve": curve,
+                    "config": dict(cfg),
+                    "backbone": backbone_label,
+                },
+            )
     bar.close()
     model.load_state_dict(best_state)
-    meta = {"backbone": backbone_label, "steps": step,
-            "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
-            "seconds": round(time.perf_counter() - start, 1),
-            "best_step": best["step"], "val_map": best["val_map"], "triplets": triplets.stats,
-            "pca_sample": int(min(int(cfg["pca_sample_size"]), sum(d.shape[0] for d in train.values()))),
-            "config": dict(cfg)}
+    meta = {
+        "backbone": backbone_label,
+        "steps": step,
+        "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
+        "seconds": round(time.perf_counter() - start, 1),
+        "best_step": best["step"],
+        "val_map": best["val_map"],
+        "triplets": triplets.stats,
+        "pca_sample": int(min(int(cfg["pca_sample_size"]), sum(d.shape[0] for d in train.values()))),
+        "config": dict(cfg),
+        "numerics": numerics_settings(),
+    }
     save_model(output, model.cpu(), meta)
     atomic_write_json(curve_path, curve)
     atomic_write_json(Path(curve_path).with_suffix(".meta.json"), meta)

@@ -38,7 +38,7 @@ def chords(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
     while pos < out.size:
         n = int(rng.uniform(0.04, 0.12) * sr)
         t = np.arange(min(n, out.size - pos)) / sr
-        out[pos:pos + t.size] = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 5000, 3)) / 3
+        out[pos : pos + t.size] = sum(np.sin(2 * np.pi * f * t) for f in rng.uniform(150, 5000, 3)) / 3
         pos += n
     return (0.6 * out + 0.02 * rng.standard_normal(out.size)).astype(np.float32)
 

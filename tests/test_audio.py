@@ -26,7 +26,7 @@ def test_decodes_every_container(make_media, ext: str) -> None:
     assert abs(audio.size / SR - 2.0) < 0.1, f"{ext}: decoded {audio.size / SR:.3f} s of a 2 s clip"
     assert abs(dominant_frequency(audio) - 440.0) < 2.0
     assert np.abs(audio).max() == pytest.approx(1.0)  # peak-normalised
-    assert abs(float(audio.mean())) < 1e-3           # mean removed
+    assert abs(float(audio.mean())) < 1e-3  # mean removed
 
 
 def test_decode_resamples_to_44k(tmp_path: Path) -> None:
@@ -89,8 +89,22 @@ def test_garbage_with_audio_extension(tmp_path: Path) -> None:
 
 def test_no_audio_stream(tmp_path: Path) -> None:
     path = tmp_path / "video_only.mp4"
-    subprocess.run([find_ffmpeg(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "color=c=black:s=16x16:r=5:d=2", "-c:v", "libx264", str(path)], check=True)
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=16x16:r=5:d=2",
+            "-c:v",
+            "libx264",
+            str(path),
+        ],
+        check=True,
+    )
     assert "no audio stream" in _error(path).reason
 
 

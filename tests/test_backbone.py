@@ -7,10 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from ausil_lib.backbone import (DESCRIPTOR_DIM, MAC_TAPS, BackboneWeightsError, KumarCNN, MacExtractor,
-                                load_audioset_state_dict, load_backbone, save_state)
+from ausil_lib.backbone import (
+    DESCRIPTOR_DIM,
+    MAC_TAPS,
+    BackboneWeightsError,
+    KumarCNN,
+    MacExtractor,
+    load_audioset_state_dict,
+    load_backbone,
+    save_state,
+)
 from ausil_lib.download import sha256_file
+from ausil_lib.weights import WeightsError, digests
 
 TAP_WIDTHS = [16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 1024]
 
@@ -48,8 +58,11 @@ def test_layout_matches_original_weights_file() -> None:
 @pytest.mark.parametrize("drop_batch_counter", [False, True])
 def test_state_dict_round_trip(tmp_path: Path, prefix: str, drop_batch_counter: bool) -> None:
     model = randomised_model(1)
-    state = {prefix + k: v for k, v in model.state_dict().items()
-             if not (drop_batch_counter and k.endswith("num_batches_tracked"))}
+    state = {
+        prefix + k: v
+        for k, v in model.state_dict().items()
+        if not (drop_batch_counter and k.endswith("num_batches_tracked"))
+    }
     path = tmp_path / "mx-h64-1024_0d3-1.17.pkl"
     torch.save(state, path)
     loaded = KumarCNN()
@@ -115,7 +128,6 @@ def test_bn_folding_and_channels_last_change_nothing() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_matches_cpu() -> None:
     model = randomised_model(3)
     x = segments(16)
@@ -124,11 +136,19 @@ def test_gpu_matches_cpu() -> None:
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
 
 
-def _params(tmp_path: Path, **backbone) -> dict:
-    cfg = {"source": "auto", "audioset_weights": str(tmp_path / "as.pkl"),
-           "trained_weights": str(tmp_path / "trained.pt"), "audioset_sha256": None, "random_seed": 0}
-    cfg.update(backbone)
-    return {"backbone": cfg}
+def _params(tmp_path: Path, git_blob: str | None = None, **backbone) -> dict:
+    """params.yaml with the AudioSet pin pointing at tmp_path/as.pkl (pinned to its own digest unless given)."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["backbone"] = {
+        "source": "auto",
+        "trained_weights": str(tmp_path / "trained.pt"),
+        "random_seed": 0,
+        **backbone,
+    }
+    weights = tmp_path / "as.pkl"
+    blob = git_blob or (digests(weights).git_blob if weights.is_file() else "0" * 40)
+    params["release"]["backbone"] = {"path": "as.pkl", "dest": str(weights), "git_blob": blob}
+    return params
 
 
 def test_no_weights_is_an_error_not_a_random_network(tmp_path: Path) -> None:
@@ -151,12 +171,14 @@ def test_auto_prefers_audioset_then_trained(tmp_path: Path) -> None:
     torch.save(randomised_model(8).state_dict(), tmp_path / "as.pkl")
     model, info = load_backbone(_params(tmp_path))
     assert info.source == "audioset" and sha256_file(tmp_path / "as.pkl")[:12] in info.fingerprint
-    torch.testing.assert_close(model.state_dict()["layer2.1.running_mean"],
-                               randomised_model(8).state_dict()["layer2.1.running_mean"])
+    torch.testing.assert_close(
+        model.state_dict()["layer2.1.running_mean"], randomised_model(8).state_dict()["layer2.1.running_mean"]
+    )
 
 
 def test_audioset_checksum_is_enforced(tmp_path: Path) -> None:
     torch.save(KumarCNN().state_dict(), tmp_path / "as.pkl")
-    with pytest.raises(BackboneWeightsError, match="does not match"):
-        load_backbone(_params(tmp_path, source="audioset", audioset_sha256="0" * 64))
-    load_backbone(_params(tmp_path, source="audioset", audioset_sha256=sha256_file(tmp_path / "as.pkl")))
+    with pytest.raises(WeightsError, match="as.pkl: git blob id [0-9a-f]{40} does not match the pinned 0{40}"):
+        load_backbone(_params(tmp_path, git_blob="0" * 40, source="audioset"))
+    _, info = load_backbone(_params(tmp_path, source="audioset"))
+    assert info.source == "audioset"

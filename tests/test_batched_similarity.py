@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ausil_lib.budget import ArraySource
-from ausil_lib.model import AuSiL, VARIANTS
+from ausil_lib.model import VARIANTS, AuSiL
 from ausil_lib.retrieval import ausil_scores, score_stored
 
 
@@ -30,32 +30,32 @@ def collection(seed: int = 1) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("batch_bytes", [1, 1 << 30])   # one candidate per batch / a whole bucket per batch
+@pytest.mark.parametrize("batch_bytes", [1, 1 << 30])  # one candidate per batch / a whole bucket per batch
 def test_batched_scores_equal_pairwise(variant: str, batch_bytes: int) -> None:
     model = trained_looking_model(variant)
     videos = collection()
     queries = ["v00", "v05", "v11"]
-    results, failures, timing = score_stored(model, ArraySource(videos), queries, list(videos), "cpu",
-                                             batch_bytes, progress=False)
+    results, failures, timing = score_stored(
+        model, ArraySource(videos), queries, list(videos), "cpu", batch_bytes, progress=False
+    )
     expected = ausil_scores(model, {q: videos[q] for q in queries}, videos)
     assert not failures and timing["pairs"] == len(queries) * len(videos)
     for q in queries:
         assert results[q].keys() == expected[q].keys()
-        np.testing.assert_allclose([results[q][v] for v in videos], [expected[q][v] for v in videos],
-                                   rtol=0, atol=1e-5)
+        np.testing.assert_allclose([results[q][v] for v in videos], [expected[q][v] for v in videos], rtol=0, atol=1e-5)
 
 
 def test_missing_descriptors_are_failures_not_errors() -> None:
     model = trained_looking_model("full")
     videos = collection()
-    results, failures, _ = score_stored(model, ArraySource(videos), ["v00", "gone_q"], [*videos, "gone_v"],
-                                        "cpu", progress=False)
+    results, failures, _ = score_stored(
+        model, ArraySource(videos), ["v00", "gone_q"], [*videos, "gone_v"], "cpu", progress=False
+    )
     assert set(failures) == {"gone_q", "gone_v"} and "extraction" in failures["gone_v"]
     assert set(results) == {"v00"} and "gone_v" not in results["v00"]
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_batched_scores_match_cpu() -> None:
     model = trained_looking_model("full")
     videos = collection()

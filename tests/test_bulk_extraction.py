@@ -18,14 +18,27 @@ from ausil_lib.store import FeatureStore, StoreError
 
 from .helpers import MEDIA_FORMATS, SR, chords
 
-# seconds of audio -> segments at the 1 s step: 2.5 -> 2, 4.0 -> 3, 6.0 -> 5, 1.2 -> 1 (11 in all)
 CLIPS = {"a": ("a.mp4", 2.5), "b": ("b.ogg", 4.0), "c": ("c.webm", 6.0), "d": ("d.wav", 1.2)}
+
+
+def released_segments(seconds: float) -> int:
+    """Segments at the 1 s step as the released extractor cuts them (1-176 zero rows, then 1-87; block pairs)."""
+    frames = int(seconds * SR) // 512 + 1
+    padded = frames + 176 - frames % 176
+    padded += 87 - padded % 87
+    return padded // 87 - 1
+
+
+TOTAL_SEGMENTS = sum(released_segments(s) for _, s in CLIPS.values())  # 4 + 4 + 6 + 2 = 16
 
 
 def make_extractor(device: str = "cpu") -> Extractor:
     torch.manual_seed(0)
-    return Extractor(MacExtractor(KumarCNN(), device), BackboneInfo("random", "UNTRAINED test backbone", "random-test"),
-                     FeatureConfig())
+    return Extractor(
+        MacExtractor(KumarCNN(), device),
+        BackboneInfo("random", "UNTRAINED test backbone", "random-test"),
+        FeatureConfig(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +59,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference(extractor: Extractor, media: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-              ) -> dict[str, np.ndarray]:
+def reference(
+    extractor: Extractor, media: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, np.ndarray]:
     """Descriptors of the per-video path (Extractor.extract_to)."""
     out = tmp_path_factory.mktemp("per_video")
     for vid, path in media.items():
@@ -60,8 +74,22 @@ def bad_files(tmp_path: Path) -> dict[str, str]:
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 30000, dtype=np.uint8).tobytes())
     no_audio = tmp_path / "no_audio.mp4"
-    subprocess.run([find_ffmpeg(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "color=c=black:s=16x16:r=5:d=2", "-c:v", "libx264", str(no_audio)], check=True)
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=16x16:r=5:d=2",
+            "-c:v",
+            "libx264",
+            str(no_audio),
+        ],
+        check=True,
+    )
     return {"corrupt": str(corrupt), "no_audio": str(no_audio), "missing": str(tmp_path / "gone.mp4")}
 
 
@@ -69,14 +97,23 @@ def open_store(root: Path, extractor: Extractor, **kwargs) -> FeatureStore:
     return FeatureStore(root, extractor.signature, **kwargs)
 
 
-@pytest.mark.parametrize("batch_segments, batches", [
-    (2, [2, 2, 2, 2, 2, 1]),  # every video but the 1-segment one is split across batches
-    (4, [4, 4, 3]),           # batches mix videos and split the longest
-    (64, [11]),               # all four videos in one batch
-])
-def test_equal_to_per_video_extraction(tmp_path: Path, extractor: Extractor, media: dict[str, str],
-                                       reference: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch,
-                                       batch_segments: int, batches: list[int]) -> None:
+@pytest.mark.parametrize(
+    "batch_segments, batches",
+    [
+        (2, [2] * (TOTAL_SEGMENTS // 2)),  # every video is split across batches
+        (5, [5] * (TOTAL_SEGMENTS // 5) + [TOTAL_SEGMENTS % 5]),  # batches mix videos and split them
+        (64, [TOTAL_SEGMENTS]),  # all four videos in one batch
+    ],
+)
+def test_equal_to_per_video_extraction(
+    tmp_path: Path,
+    extractor: Extractor,
+    media: dict[str, str],
+    reference: dict[str, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    batch_segments: int,
+    batches: list[int],
+) -> None:
     sizes: list[int] = []
     backbone = extractor.mac.extract
 
@@ -100,8 +137,9 @@ def test_equal_to_per_video_extraction(tmp_path: Path, extractor: Extractor, med
         assert meta["signature"] == extractor.signature
 
 
-def test_bad_files_are_reported_and_good_ones_stored(tmp_path: Path, extractor: Extractor, media: dict[str, str],
-                                                     bad_files: dict[str, str]) -> None:
+def test_bad_files_are_reported_and_good_ones_stored(
+    tmp_path: Path, extractor: Extractor, media: dict[str, str], bad_files: dict[str, str]
+) -> None:
     videos = {"a": media["a"], **bad_files, "d": media["d"]}
     store = open_store(tmp_path / "s", extractor)
     report = extract_to_store(extractor, videos, store, workers=2, progress=False)
@@ -111,12 +149,14 @@ def test_bad_files_are_reported_and_good_ones_stored(tmp_path: Path, extractor: 
     assert "no audio stream" in report.failed["no_audio"][1]
     assert report.failed["missing"] == (bad_files["missing"], "missing file")
     lines = (tmp_path / "s" / "failures.tsv").read_text().splitlines()
-    assert lines[0] == "video_id\tpath\treason" and sorted(line.split("\t")[0] for line in lines[1:]) == sorted(bad_files)
+    assert lines[0] == "video_id\tpath\treason" and sorted(line.split("\t")[0] for line in lines[1:]) == sorted(
+        bad_files
+    )
 
 
-def test_resume_skips_stored_videos_and_keeps_work_on_interrupt(tmp_path: Path, extractor: Extractor,
-                                                                media: dict[str, str],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_skips_stored_videos_and_keeps_work_on_interrupt(
+    tmp_path: Path, extractor: Extractor, media: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = open_store(tmp_path / "s", extractor)
     add = store.add
 
@@ -141,8 +181,15 @@ def test_workers_give_identical_stores(tmp_path: Path, extractor: Extractor, med
     stores = {}
     for workers in (0, 2):
         stores[workers] = open_store(tmp_path / f"w{workers}", extractor)
-        extract_to_store(extractor, media, stores[workers], workers=workers, batch_segments=4, progress=False,
-                         failures_path=tmp_path / f"failures{workers}.tsv")
+        extract_to_store(
+            extractor,
+            media,
+            stores[workers],
+            workers=workers,
+            batch_segments=4,
+            progress=False,
+            failures_path=tmp_path / f"failures{workers}.tsv",
+        )
     assert stores[0].ids() == stores[2].ids() == list(media)
     for vid in media:
         np.testing.assert_array_equal(stores[0].get(vid), stores[2].get(vid))
@@ -161,7 +208,6 @@ def test_store_of_another_extractor_is_refused(tmp_path: Path, extractor: Extrac
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_amp_descriptors_close_to_float32(tmp_path: Path, media: dict[str, str]) -> None:
     gpu = make_extractor("cuda")
     full = open_store(tmp_path / "fp32", gpu)

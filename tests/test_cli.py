@@ -50,8 +50,22 @@ def test_evaluate_cli(tmp_path: Path, capsys) -> None:
     write_results(tmp_path / "sims.json", {"q": {"a": 0.9, "x": 0.8, "b": 0.7, "q": 1.0}})
     write_annotations(tmp_path / "ann.json", {"q": {"DA": ["a", "b", "c"]}})
     write_ids(tmp_path / "ids.txt", ["q", "a", "b", "c", "x"])
-    assert main(["evaluate", "--results", str(tmp_path / "sims.json"), "--annotations", str(tmp_path / "ann.json"),
-                 "--dataset-ids", str(tmp_path / "ids.txt"), "--relevant-labels", "DA"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--results",
+                str(tmp_path / "sims.json"),
+                "--annotations",
+                str(tmp_path / "ann.json"),
+                "--dataset-ids",
+                str(tmp_path / "ids.txt"),
+                "--relevant-labels",
+                "DA",
+            ]
+        )
+        == 0
+    )
     # ranking a, x, b (query excluded); relevant a, b, c: AP = (1/1 + 2/3) / 3 = 5/9
     assert "mAP=0.5556" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "sims.metrics.json").read_text())
@@ -62,6 +76,18 @@ def test_evaluate_cli(tmp_path: Path, capsys) -> None:
 def test_errors_are_reported_not_raised(tmp_path: Path, capsys) -> None:
     write_annotations(tmp_path / "ann.json", {"q": {"DA": ["a"]}})
     write_ids(tmp_path / "ids.txt", ["q", "a"])
-    assert main(["evaluate", "--results", str(tmp_path / "none.json"), "--annotations", str(tmp_path / "ann.json"),
-                 "--dataset-ids", str(tmp_path / "ids.txt")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--results",
+                str(tmp_path / "none.json"),
+                "--annotations",
+                str(tmp_path / "ann.json"),
+                "--dataset-ids",
+                str(tmp_path / "ids.txt"),
+            ]
+        )
+        == 2
+    )
     assert "none.json" in capsys.readouterr().err

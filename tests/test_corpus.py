@@ -20,15 +20,22 @@ from .helpers import SR, chords
 pytestmark = pytest.mark.slow
 
 # album -> recordings (stem, seconds); "theme" and "theme-old" are variants of each other
-ALBUMS = {"alpha": [("theme", 40), ("theme-old", 35), ("march", 30), ("waltz", 45)],
-          "beta": [("rain", 30), ("wind", 38), ("fire", 33)],
-          "gamma": [("one", 36), ("two", 31), ("three", 42), ("four", 34)]}
+ALBUMS = {
+    "alpha": [("theme", 40), ("theme-old", 35), ("march", 30), ("waltz", 45)],
+    "beta": [("rain", 30), ("wind", 38), ("fire", 33)],
+    "gamma": [("one", 36), ("two", 31), ("three", 42), ("four", 34)],
+}
 
 
 def tiny_params(music_dir: Path) -> dict:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["sources"].update(music_dir=str(music_dir), music_licence="generated for the tests",
-                             variant_groups=[["theme", "theme-old"]], exclude=[], min_recording_s=20)
+    params["sources"].update(
+        music_dir=str(music_dir),
+        music_licence="generated for the tests",
+        variant_groups=[["theme", "theme-old"]],
+        exclude=[],
+        min_recording_s=20,
+    )
     params["sources"]["speech"]["enabled"] = False
     params["corpus"]["size"] = "tiny"
     params["corpus"]["split_fractions"] = {"train": 0.4, "val": 0.3, "test": 0.3}  # 10 groups: 4 / 3 / 3
@@ -71,8 +78,11 @@ def test_splits_are_disjoint_by_variant_group(corpus) -> None:
 
 def _shared(query: dict, clip: dict) -> float:
     q = query["pieces"][0]
-    return sum(max(0.0, min(p["src_end"], q["src_end"]) - max(p["src_start"], q["src_start"]))
-               for p in clip["pieces"] if p["rec"] == q["rec"] and p["role"] == "content")
+    return sum(
+        max(0.0, min(p["src_end"], q["src_end"]) - max(p["src_start"], q["src_start"]))
+        for p in clip["pieces"]
+        if p["rec"] == q["rec"] and p["role"] == "content"
+    )
 
 
 @pytest.mark.parametrize("bench", ["train", "val", "test", "test_speed"])

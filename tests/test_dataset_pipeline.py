@@ -12,11 +12,22 @@ from ausil_lib import dataset_pipeline as dp
 
 
 def params(tmp_path: Path, **cfg) -> dict:
-    return {"datasets": {"root": str(tmp_path / "real"), "speed_factors": [0.5, 2.0], "store_dtype": "float16",
-                         "youtube": {"sleep_s": 1.0, "rate_limit": "1M"},
-                         "svdx": {"kind": "svd", "annotation_files": [], "layout": {"groundtruth": "gt"},
-                                  "time_step_ms": 125, "stats": {"videos": 1000, "queries": 10, "mean_duration_s": 20}},
-                         **cfg}}
+    return {
+        "datasets": {
+            "root": str(tmp_path / "real"),
+            "speed_factors": [0.5, 2.0],
+            "store_dtype": "float16",
+            "youtube": {"sleep_s": 1.0, "rate_limit": "1M"},
+            "svdx": {
+                "kind": "svd",
+                "annotation_files": [],
+                "layout": {"groundtruth": "gt"},
+                "time_step_ms": 125,
+                "stats": {"videos": 1000, "queries": 10, "mean_duration_s": 20},
+            },
+            **cfg,
+        }
+    }
 
 
 def test_unknown_dataset_and_kind(tmp_path: Path) -> None:
@@ -48,12 +59,12 @@ def test_budget_arithmetic(tmp_path: Path) -> None:
     pair = {"ms_per_pair": 1.0, "n_segments": 100, "device": "cpu"}
     b = budget.estimate("svdx", cfg, p, speed, pair)
     n_seg = budget.segments(20, 125)
-    assert n_seg == 145                                        # (20 s - 2 s window) / 125 ms + 1
-    assert b["disk_gb"]["features"] == round(1000 * n_seg * 2528 * 2 / 1e9, 1)   # float16 store
+    assert n_seg == 145  # (20 s - 2 s window) / 125 ms + 1
+    assert b["disk_gb"]["features"] == round(1000 * n_seg * 2528 * 2 / 1e9, 1)  # float16 store
     assert b["time_h"]["extraction"] == round(1000 * 20 / 100 * 2.0 / 3600, 2)
-    assert b["measured"]["pair_ms_scaled"] == round((n_seg / 100) ** 2, 4)       # cost grows with both sides
-    assert b["pairs"] == 10 * 1000 * 2                         # original and speed tasks
-    assert b["time_h"]["download_at_rate_limit"] is None       # archives, not yt-dlp
+    assert b["measured"]["pair_ms_scaled"] == round((n_seg / 100) ** 2, 4)  # cost grows with both sides
+    assert b["pairs"] == 10 * 1000 * 2  # original and speed tasks
+    assert b["time_h"]["download_at_rate_limit"] is None  # archives, not yt-dlp
     assert "svdx" in budget.render(b)
     cfg["stats"]["mean_duration_s"] = None
     with pytest.raises(ValueError, match="mean_duration_s"):

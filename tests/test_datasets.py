@@ -15,11 +15,12 @@ def yt(i: int) -> str:
     return f"{'-' if i % 7 == 0 else 'v'}{i:010d}"
 
 
-def write_fivr(tmp: Path, n_queries: int = 6, per_label: int = 4, distractors: int = 40,
-               da_inside: bool = False) -> tuple[Path, Path, Path]:
+def write_fivr(
+    tmp: Path, n_queries: int = 6, per_label: int = 4, distractors: int = 40, da_inside: bool = False
+) -> tuple[Path, Path, Path]:
     """annotation.json (with repeated ids, as the official file has), youtube_ids.txt and a DA file."""
     ann, audio, ids, n = {}, {}, [], 0
-    for q in range(n_queries):
+    for _q in range(n_queries):
         qid = yt(n)
         n += 1
         ids.append(qid)
@@ -28,7 +29,7 @@ def write_fivr(tmp: Path, n_queries: int = 6, per_label: int = 4, distractors: i
             vids = [yt(n + i) for i in range(per_label)]
             n += per_label
             ids += vids
-            labels[label] = vids + vids[:1]          # a repeated entry
+            labels[label] = vids + vids[:1]  # a repeated entry
         da = labels["ND"][:2] + labels["DS"][:1]
         if da_inside:
             labels["DA"] = da
@@ -54,10 +55,13 @@ def test_fivr_loads_dedupes_and_merges_audio_labels(tmp_path: Path) -> None:
     assert visual.audio_queries() == [] and any("no DA labels" in n for n in visual.report.notes)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda a: a[next(iter(a))].update(XX=[]), "unknown label"),
-    (lambda a: a.update({"q": ["not", "an object"]}), "expected an object of labels"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: a[next(iter(a))].update(XX=[]), "unknown label"),
+        (lambda a: a.update({"q": ["not", "an object"]}), "expected an object of labels"),
+    ],
+)
 def test_fivr_malformed_annotation_names_the_file(tmp_path: Path, mutate, message: str) -> None:
     ann, ids, _ = write_fivr(tmp_path)
     data = json.loads(ann.read_text())
@@ -98,13 +102,14 @@ def test_fivr5k_composition_is_seeded_and_follows_the_paper(tmp_path: Path) -> N
     assert a == ds.compose_fivr5k(fivr, n_queries=4, da_fraction=0.35, distractors=20, seed=3)
     assert a != ds.compose_fivr5k(fivr, n_queries=4, da_fraction=0.35, distractors=20, seed=4)
     assert len(a.queries) == 4
-    related = set(fivr.annotation) | {v for labels in fivr.annotation.values() for vids in labels.values()
-                                      for v in vids}
+    related = set(fivr.annotation) | {
+        v for labels in fivr.annotation.values() for vids in labels.values() for v in vids
+    }
     distractors = [v for v in a.database if v not in related]
     assert len(distractors) == 20
     for q in a.queries:
         da = a.annotation[q]["DA"]
-        assert set(da) <= set(a.database) and len(da) == max(1, round(0.35 * 3))   # 3 DA videos per query here
+        assert set(da) <= set(a.database) and len(da) == max(1, round(0.35 * 3))  # 3 DA videos per query here
         # every kept label is the original one, restricted to the subset
         for label, vids in a.annotation[q].items():
             assert set(vids) == set(fivr.annotation[q][label]) & set(a.database)
@@ -125,11 +130,14 @@ def test_svd_groundtruth_and_audio_annotation(tmp_path: Path) -> None:
     assert vis.annotation == {"q1": {"POS": ["a"]}, "q2": {"POS": ["c"]}}
 
 
-@pytest.mark.parametrize("text, message, line", [
-    ("q1 a 1\nq1 a\n", "expected 'query candidate label'", 2),
-    ("q1 a 2\n", "is not 0 or 1", 1),
-    ("q1 a 1\nq1 a 0\n", "labelled both", 2),
-])
+@pytest.mark.parametrize(
+    "text, message, line",
+    [
+        ("q1 a 1\nq1 a\n", "expected 'query candidate label'", 2),
+        ("q1 a 2\n", "is not 0 or 1", 1),
+        ("q1 a 1\nq1 a 0\n", "labelled both", 2),
+    ],
+)
 def test_svd_malformed_lines(tmp_path: Path, text: str, message: str, line: int) -> None:
     gt = tmp_path / "test_groundtruth"
     gt.write_text(text)
@@ -141,11 +149,12 @@ def test_svd_malformed_lines(tmp_path: Path, text: str, message: str, line: int)
 def write_vcdb(root: Path) -> Path:
     ann = root / "annotation"
     ann.mkdir(parents=True)
-    for t, topic in enumerate(["baggio", "zidane", "obama"]):
+    for _t, topic in enumerate(["baggio", "zidane", "obama"]):
         vids = [f"{topic}{i}" for i in range(3)]
         ann.joinpath(f"{topic}.txt").write_text(
             f"{vids[0]}.flv,{vids[1]}.flv,00:00:01,00:00:09,00:01:00,00:01:08\n"
-            f"{vids[1]}.flv,{vids[2]}.mp4,00:00:00,00:00:05,00:00:10,00:00:15\n")
+            f"{vids[1]}.flv,{vids[2]}.mp4,00:00:00,00:00:05,00:00:10,00:00:15\n"
+        )
     return ann
 
 
@@ -161,11 +170,14 @@ def test_vcdb_pairs_and_topic_disjoint_splits(tmp_path: Path) -> None:
     assert ds.vcdb_splits(pairs, 1, 0) == splits
 
 
-@pytest.mark.parametrize("line, message", [
-    ("a.flv,b.flv,00:00:01,00:00:09,00:01:00\n", "6 comma-separated"),
-    ("a.flv,b.flv,00:00:01,00:00:09,00:01:00,1:2\n", "HH:MM:SS"),
-    ("a.flv,b.flv,00:00:09,00:00:01,00:01:00,00:01:08\n", "ends before it starts"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("a.flv,b.flv,00:00:01,00:00:09,00:01:00\n", "6 comma-separated"),
+        ("a.flv,b.flv,00:00:01,00:00:09,00:01:00,1:2\n", "HH:MM:SS"),
+        ("a.flv,b.flv,00:00:09,00:00:01,00:01:00,00:01:08\n", "ends before it starts"),
+    ],
+)
 def test_vcdb_malformed_lines(tmp_path: Path, line: str, message: str) -> None:
     ann = tmp_path / "annotation"
     ann.mkdir()

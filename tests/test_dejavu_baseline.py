@@ -16,8 +16,15 @@ import psycopg2
 import pytest
 
 from ausil_lib.audio import AudioError, encode
-from ausil_lib.dejavu_baseline import (SAMPLE_RATE, DejavuConfig, DejavuIndex, PostgresCluster, PostgresError,
-                                       dejavu_fingerprint, find_postgres_bindir)
+from ausil_lib.dejavu_baseline import (
+    SAMPLE_RATE,
+    DejavuConfig,
+    DejavuIndex,
+    PostgresCluster,
+    PostgresError,
+    dejavu_fingerprint,
+    find_postgres_bindir,
+)
 
 from .helpers import chords
 
@@ -44,11 +51,12 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Five unrelated recordings (one lossy), a lossless copy of r1, and a 10 s lossy excerpt of r1."""
     folder = tmp_path_factory.mktemp("dejavu")
     recordings = {f"r{seed}": chords(RECORDING_S, seed) for seed in range(5)}
-    files = {name: _write(folder / f"{name}.{'ogg' if name == 'r4' else 'wav'}", audio)
-             for name, audio in recordings.items()}
+    files = {
+        name: _write(folder / f"{name}.{'ogg' if name == 'r4' else 'wav'}", audio) for name, audio in recordings.items()
+    }
     files["r1_copy"] = _write(folder / "r1_copy.flac", recordings["r1"])  # other bytes, same samples
     start = int(EXCERPT_START_S * SAMPLE_RATE)
-    files["excerpt"] = _write(folder / "excerpt.ogg", recordings["r1"][start:start + int(EXCERPT_S * SAMPLE_RATE)])
+    files["excerpt"] = _write(folder / "excerpt.ogg", recordings["r1"][start : start + int(EXCERPT_S * SAMPLE_RATE)])
     return files
 
 
@@ -72,8 +80,9 @@ def test_excerpt_ranks_its_source_first_at_its_offset(index: DejavuIndex, media:
     assert scores == {name: float(match.score) for name, match in matches.items()}
 
 
-def test_identical_audio_is_fingerprinted_once_and_both_videos_score(index: DejavuIndex,
-                                                                   media: dict[str, Path]) -> None:
+def test_identical_audio_is_fingerprinted_once_and_both_videos_score(
+    index: DejavuIndex, media: dict[str, Path]
+) -> None:
     matches = index.query(str(media["excerpt"]))
     assert matches["r1_copy"] == matches["r1"]
     timings = index.timings()
@@ -125,6 +134,7 @@ def test_missing_postgres_names_the_package() -> None:
 
 
 # --- the cluster never outlives the run ---------------------------------------------------------
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -214,7 +224,11 @@ def test_cluster_is_removed_when_the_run_is_signalled(signum: signal.Signals) ->
             if child.poll() is None:
                 child.kill()
     # SIGINT ends in KeyboardInterrupt, which Python re-raises as a SIGINT death
-    assert code == {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: -signal.SIGINT,
-                    signal.SIGKILL: -signal.SIGKILL}[signum]
+    assert (
+        code
+        == {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: -signal.SIGINT, signal.SIGKILL: -signal.SIGKILL}[
+            signum
+        ]
+    )
     # after SIGKILL the watchdog stops the server and removes the directory
     _assert_gone(root, info["port"], pids, within_s=20.0)

@@ -104,9 +104,7 @@ def test_ap_matches_sklearn_when_everything_relevant_is_retrieved() -> None:
         sims = {video: rng.random() for video in ids}
         relevant = set(rng.sample(ids, rng.randint(1, 10)))
         ranked = rank_videos("q", sims, set(ids))
-        expected = average_precision_score(
-            [video in relevant for video, _ in ranked], [sim for _, sim in ranked]
-        )
+        expected = average_precision_score([video in relevant for video, _ in ranked], [sim for _, sim in ranked])
         assert average_precision([v for v, _ in ranked], relevant) == pytest.approx(expected)
 
 
@@ -261,9 +259,7 @@ def test_evaluate_files_without_output_paths_writes_nothing(tmp_path: Path) -> N
     write_results(tmp_path / "results.json", results)
     write_ids(tmp_path / "ids.txt", sorted(dataset))
     before = sorted(tmp_path.iterdir())
-    result = evaluate_files(
-        tmp_path / "results.json", tmp_path / "annotation.json", tmp_path / "ids.txt", ["DA"]
-    )
+    result = evaluate_files(tmp_path / "results.json", tmp_path / "annotation.json", tmp_path / "ids.txt", ["DA"])
     assert result.n_queries == 2
     assert sorted(tmp_path.iterdir()) == before
 

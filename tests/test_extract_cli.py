@@ -21,8 +21,8 @@ from .helpers import SR, chords
 @pytest.fixture
 def params_file(tmp_path: Path) -> Path:
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["backbone"].update(source="random", audioset_weights=str(tmp_path / "none.pkl"),
-                              trained_weights=str(tmp_path / "none.pt"))
+    params["backbone"].update(source="random", trained_weights=str(tmp_path / "none.pt"))
+    params["release"]["backbone"]["dest"] = str(tmp_path / "none.pkl")
     params["device"] = "cpu"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -41,8 +41,22 @@ def video_folder(tmp_path: Path, make_media) -> dict[str, str]:
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 30000, dtype=np.uint8).tobytes())
     no_audio = tmp_path / "no_audio.mp4"
-    subprocess.run([find_ffmpeg(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "color=c=black:s=16x16:r=5:d=2", "-c:v", "libx264", str(no_audio)], check=True)
+    subprocess.run(
+        [
+            find_ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=16x16:r=5:d=2",
+            "-c:v",
+            "libx264",
+            str(no_audio),
+        ],
+        check=True,
+    )
     videos.update(corrupt=corrupt, no_audio=no_audio, missing=tmp_path / "gone.mp4")
     return {k: str(v) for k, v in videos.items()}
 
@@ -51,7 +65,16 @@ def test_extract_folder_with_bad_files_and_resume(tmp_path: Path, params_file: P
     listing = tmp_path / "videos.txt"
     write_video_list(listing, video_folder)
     out = tmp_path / "features"
-    argv = ["--params", str(params_file), "extract", "--videos", str(listing), "--output-dir", str(out), "--no-progress"]
+    argv = [
+        "--params",
+        str(params_file),
+        "extract",
+        "--videos",
+        str(listing),
+        "--output-dir",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     first = capsys.readouterr()
     assert "5 extracted, 0 already done, 3 failed" in first.out
@@ -60,9 +83,11 @@ def test_extract_folder_with_bad_files_and_resume(tmp_path: Path, params_file: P
     for vid, seconds in [("mp4_aac", 3.5), ("webm_opus", 2.5), ("ogg", 4.0), ("wav", 1.2), ("silent", 2.0)]:
         feats = load_features(feature_path(out, vid))
         assert feats.video_id == vid and feats.meta["backbone"]["source"] == "random"
-        # segments at 1 s steps: ceil((frames - 174) / 87) + 1, at least one
+        # segments at 1 s steps as the released extractor cuts them: 1-176 zero rows, then 1-87, pairs of blocks
         frames = int(seconds * SR) // 512 + 1
-        assert feats.descriptors.shape == (max(1, -(-(frames - 174) // 87) + 1), DESCRIPTOR_DIM)
+        padded = frames + 176 - frames % 176
+        padded += 87 - padded % 87
+        assert feats.descriptors.shape == (padded // 87 - 1, DESCRIPTOR_DIM)
         assert np.isfinite(feats.descriptors).all()
 
     report = (out / "failures.tsv").read_text().splitlines()
@@ -83,8 +108,16 @@ def test_extract_folder_with_bad_files_and_resume(tmp_path: Path, params_file: P
 def test_changed_time_step_recomputes(tmp_path: Path, params_file: Path, make_media, capsys) -> None:
     listing = tmp_path / "videos.txt"
     write_video_list(listing, {"x": str(make_media("x.wav", chords(3.0, seed=8)))})
-    base = ["--params", str(params_file), "extract", "--videos", str(listing), "--output-dir", str(tmp_path / "f"),
-            "--no-progress"]
+    base = [
+        "--params",
+        str(params_file),
+        "extract",
+        "--videos",
+        str(listing),
+        "--output-dir",
+        str(tmp_path / "f"),
+        "--no-progress",
+    ]
     assert main(base) == 0
     assert main(base + ["--time-step-ms", "125"]) == 0
     assert "1 extracted, 0 already done" in capsys.readouterr().out.splitlines()[-1]
@@ -94,8 +127,16 @@ def test_changed_time_step_recomputes(tmp_path: Path, params_file: Path, make_me
 def test_fail_on_error_exit_status(tmp_path: Path, params_file: Path) -> None:
     listing = tmp_path / "videos.txt"
     write_video_list(listing, {"gone": str(tmp_path / "gone.mp4")})
-    argv = ["--params", str(params_file), "extract", "--videos", str(listing), "--output-dir", str(tmp_path / "f"),
-            "--no-progress"]
+    argv = [
+        "--params",
+        str(params_file),
+        "extract",
+        "--videos",
+        str(listing),
+        "--output-dir",
+        str(tmp_path / "f"),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     assert main(argv + ["--fail-on-error"]) == 3
 

@@ -23,7 +23,7 @@ AUDIO = b"fake m4a audio payload"
 # Behaviour by id: "gone*" is permanently unavailable; ids in FAKE_YTDLP_FAILS fail with an
 # HTTP 503 that many times (counted in FAKE_YTDLP_STATE) and then succeed; "hang*" never ends;
 # every other id is "downloaded" by copying the fixture file.
-FAKE_YTDLP = r'''
+FAKE_YTDLP = r"""
 import json, os, shutil, sys, time
 argv = sys.argv[1:]
 with open(os.environ["FAKE_YTDLP_LOG"], "a") as log:
@@ -45,7 +45,7 @@ if done < fails:
     print("ERROR: unable to download video data: HTTP Error 503: Service Unavailable", file=sys.stderr)
     sys.exit(1)
 shutil.copyfile(os.environ["FAKE_YTDLP_FIXTURE"], template.replace("%(ext)s", "m4a"))
-'''
+"""
 
 
 class FakeTime:
@@ -169,8 +169,9 @@ def test_transient_failure_retried_then_succeeds(fake, tmp_path: Path, monkeypat
     monkeypatch.setenv("FAKE_YTDLP_FAILS", json.dumps({"flaky": 2}))
     fake_time = FakeTime()
     cfg.sleep_s = 1.0
-    report = download_youtube(["flaky"], tmp_path / "v", cfg, progress=False,
-                              sleep=fake_time.sleep, clock=fake_time.clock)
+    report = download_youtube(
+        ["flaky"], tmp_path / "v", cfg, progress=False, sleep=fake_time.sleep, clock=fake_time.clock
+    )
     assert report.downloaded == ["flaky"] and calls() == ["flaky"] * 3
     assert fake_time.sleeps == [2.0, 4.0]  # backs off between attempts
 
@@ -215,8 +216,7 @@ def test_requests_are_spaced_by_sleep_s(fake, tmp_path: Path, monkeypatch) -> No
     out = tmp_path / "videos"
     out.mkdir()
     (out / "have.m4a").write_bytes(b"done")
-    download_youtube(["a", "have", "b", "c"], out, cfg, progress=False,
-                     sleep=fake_time.sleep, clock=fake_time.clock)
+    download_youtube(["a", "have", "b", "c"], out, cfg, progress=False, sleep=fake_time.sleep, clock=fake_time.clock)
     assert len(starts) == 3
     assert all(later - earlier >= cfg.sleep_s for earlier, later in zip(starts, starts[1:]))
     assert fake_time.sleeps == pytest.approx([0.7, 0.7])  # only the missing part of the gap
@@ -275,13 +275,18 @@ def test_archives_extract_and_second_call_skips(tmp_path: Path, monkeypatch) -> 
     zip_sha = make_zip(src / "svd.zip", {"svd/a.txt": b"A", "svd/sub/b.txt": b"B"})
     tar_sha = make_tar(src / "vcdb.tar.gz", {"vcdb/c.txt": b"C"}, links={"vcdb/link": "c.txt"})
     (src / "gt.json").write_text('{"q": {}}')
-    specs = [ArchiveSpec((src / "svd.zip").as_uri(), zip_sha),
-             ArchiveSpec((src / "vcdb.tar.gz").as_uri(), tar_sha.upper()),
-             ArchiveSpec((src / "gt.json").as_uri(), None, name="annotations.json")]
+    specs = [
+        ArchiveSpec((src / "svd.zip").as_uri(), zip_sha),
+        ArchiveSpec((src / "vcdb.tar.gz").as_uri(), tar_sha.upper()),
+        ArchiveSpec((src / "gt.json").as_uri(), None, name="annotations.json"),
+    ]
     dl, ex = tmp_path / "dl", tmp_path / "ex"
     results = fetch_archives(specs, dl, ex, progress=False)
     assert [(r["name"], r["extracted"], r["members"]) for r in results] == [
-        ("svd.zip", True, 2), ("vcdb.tar.gz", True, 2), ("annotations.json", True, 1)]
+        ("svd.zip", True, 2),
+        ("vcdb.tar.gz", True, 2),
+        ("annotations.json", True, 1),
+    ]
     assert results[0]["bytes"] == (src / "svd.zip").stat().st_size and results[1]["sha256"] == tar_sha
     assert (ex / "svd/sub/b.txt").read_bytes() == b"B" and (ex / "vcdb/link").read_bytes() == b"C"
     assert (ex / "annotations.json").read_text() == '{"q": {}}'
@@ -306,8 +311,9 @@ def test_archives_extract_and_second_call_skips(tmp_path: Path, monkeypatch) -> 
 def test_unverified_file_warns_and_records_digest(tmp_path: Path, capsys) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     digest = hashlib.sha256(b"hello").hexdigest()
-    [result] = fetch_archives([ArchiveSpec((tmp_path / "notes.txt").as_uri(), None)],
-                              tmp_path / "dl", tmp_path / "ex", progress=False)
+    [result] = fetch_archives(
+        [ArchiveSpec((tmp_path / "notes.txt").as_uri(), None)], tmp_path / "dl", tmp_path / "ex", progress=False
+    )
     assert result["sha256"] == digest and result["members"] == 1
     assert "unverified" in capsys.readouterr().err
 
@@ -321,16 +327,21 @@ def test_checksum_mismatch_raises_and_extracts_nothing(tmp_path: Path) -> None:
     assert not any((tmp_path / "ex").rglob("*"))
 
 
-@pytest.mark.parametrize("kind,member", [("zip", "../evil.txt"), ("zip", "/abs/evil.txt"),
-                                         ("tar", "ok/../../evil.txt"), ("tar-link", "ok/link")])
+@pytest.mark.parametrize(
+    "kind,member",
+    [("zip", "../evil.txt"), ("zip", "/abs/evil.txt"), ("tar", "ok/../../evil.txt"), ("tar-link", "ok/link")],
+)
 def test_escaping_members_are_refused(tmp_path: Path, kind: str, member: str) -> None:
     if kind == "zip":
         archive = tmp_path / "bad.zip"
         sha = make_zip(archive, {"fine.txt": b"x", member: b"evil"})
     else:
         archive = tmp_path / "bad.tar.gz"
-        sha = (make_tar(archive, {"fine.txt": b"x", member: b"evil"}) if kind == "tar"
-               else make_tar(archive, {"fine.txt": b"x"}, links={member: "../../outside"}))
+        sha = (
+            make_tar(archive, {"fine.txt": b"x", member: b"evil"})
+            if kind == "tar"
+            else make_tar(archive, {"fine.txt": b"x"}, links={member: "../../outside"})
+        )
     ex = tmp_path / "deep" / "ex"
     with pytest.raises(DownloadError, match=f"{archive.name}: member '{member}'"):
         fetch_archives([ArchiveSpec(archive.as_uri(), sha)], tmp_path / "dl", ex, progress=False)

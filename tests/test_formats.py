@@ -68,9 +68,7 @@ def test_video_list_line_without_path_names_file_and_line(tmp_path: Path) -> Non
     "videos",
     [{"has space": "p.mp4"}, {"#c": "p.mp4"}, {"a": ""}, {"a": " lead.mp4"}, {"a": "two\nlines"}],
 )
-def test_write_video_list_refuses_entries_that_cannot_read_back(
-    tmp_path: Path, videos: dict[str, str]
-) -> None:
+def test_write_video_list_refuses_entries_that_cannot_read_back(tmp_path: Path, videos: dict[str, str]) -> None:
     path = tmp_path / "videos.txt"
     with pytest.raises(FormatError, match="videos.txt"):
         write_video_list(path, videos)
@@ -127,7 +125,7 @@ def test_results_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_results_non_finite_similarity_rejected(tmp_path: Path, token: str) -> None:
     path = tmp_path / "results.json"
-    path.write_text('{"q": {"v": %s}}' % token)  # Python's json accepts these tokens by default
+    path.write_text(f'{{"q": {{"v": {token}}}}}')  # Python's json accepts these tokens by default
     with pytest.raises(FormatError, match=r"results\.json.*'q'.*'v'.*not finite"):
         read_results(path)
 
@@ -205,9 +203,7 @@ def test_atomic_write_creates_parents_and_leaves_no_temp_files(tmp_path: Path) -
     assert [p.name for p in path.parent.iterdir()] == ["out.txt"]
 
 
-def test_failed_atomic_write_keeps_old_file_and_no_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_atomic_write_keeps_old_file_and_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "out.txt"
     atomic_write_text(path, "old\n")
 

@@ -6,8 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lib.model import (TF_NAME_MAP, VARIANTS, AuSiL, SimilarityCNN, chamfer, from_tf_variables, learn_pca,
-                             load_model, repeat_to, save_model, to_tf_variables, triplet_loss)
+from ausil_lib.model import (
+    TF_NAME_MAP,
+    VARIANTS,
+    AuSiL,
+    SimilarityCNN,
+    chamfer,
+    from_tf_variables,
+    learn_pca,
+    load_model,
+    repeat_to,
+    save_model,
+    to_tf_variables,
+    triplet_loss,
+)
 
 
 def descriptors(n: int, seed: int) -> torch.Tensor:
@@ -77,8 +89,8 @@ class _FixedMaps(AuSiL):
 
 
 def test_triplet_loss_on_hand_made_maps() -> None:
-    pos = torch.tensor([[1.5, 0.2], [0.4, 0.6]])    # hard tanh -> maxima 1.0, 0.6 -> CS+ = 0.8
-    neg = torch.tensor([[0.1, -1.4], [0.3, 0.0]])   # maxima 0.1, 0.3 -> CS- = 0.2
+    pos = torch.tensor([[1.5, 0.2], [0.4, 0.6]])  # hard tanh -> maxima 1.0, 0.6 -> CS+ = 0.8
+    neg = torch.tensor([[0.1, -1.4], [0.3, 0.0]])  # maxima 0.1, 0.3 -> CS- = 0.2
     dummy = torch.zeros(1, 4)
     loss, parts = triplet_loss(_FixedMaps([pos, neg]), dummy, dummy, dummy, gamma=1.0, r=0.1)
     # triplet: max(0, 0.2 - 0.8 + 1) = 0.4; reg: (1.5 - 1) + (-1 - -1.4) = 0.9; loss = 0.4 + 0.09

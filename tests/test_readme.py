@@ -9,11 +9,23 @@ import pytest
 
 from ausil_lib.readme import render
 
-REPORT = {"date": "2026-01-01 00:00 UTC", "audio_seconds": 100.0, "repeats": 3, "decode_s_per_100s": 0.2,
-          "machine": {"cpu": "X", "cpu_cores": 2, "torch_threads": 2, "device": "cpu", "torch": "2.11.0"},
-          "time_steps": {"1000": {"segments": 99, "logmel_s_per_100s": 0.05, "backbone_s_per_100s": 0.75,
-                                  "backbone_segments_per_s": 132.0, "end_to_end_s_per_100s": 1.0,
-                                  "end_to_end_x_real_time": 100.0}}}
+REPORT = {
+    "date": "2026-01-01 00:00 UTC",
+    "audio_seconds": 100.0,
+    "repeats": 3,
+    "decode_s_per_100s": 0.2,
+    "machine": {"cpu": "X", "cpu_cores": 2, "torch_threads": 2, "device": "cpu", "torch": "2.11.0"},
+    "time_steps": {
+        "1000": {
+            "segments": 99,
+            "logmel_s_per_100s": 0.05,
+            "backbone_s_per_100s": 0.75,
+            "backbone_segments_per_s": 132.0,
+            "end_to_end_s_per_100s": 1.0,
+            "end_to_end_x_real_time": 100.0,
+        }
+    },
+}
 
 
 def test_render_fills_the_speed_section(tmp_path: Path) -> None:

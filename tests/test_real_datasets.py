@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 AAC = ["-c:a", "aac"]
 
-FAKE_YT_DLP = r'''
+FAKE_YT_DLP = r"""
 import json, os, shutil, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_YT_LOG"], "a") as log:
@@ -48,7 +48,7 @@ if vid in open(os.environ["FAKE_YT_UNAVAILABLE"]).read().split():
     print(f"ERROR: [youtube] {vid}: Video unavailable", file=sys.stderr)
     sys.exit(1)
 shutil.copy(os.path.join(os.environ["FAKE_YT_MEDIA"], vid + ".m4a"), out.replace("%(ext)s", "m4a"))
-'''
+"""
 
 
 def yt(i: int) -> str:
@@ -76,9 +76,9 @@ def make_fivr(remote: Path) -> tuple[list[str], list[str]]:
             labels[label] = [yt(n + 1 + i) for i in range(count)]
             n += count
         n += 1
-        for vid in labels["ND"] + labels["DS"]:          # audio duplicates: the query's audio, re-encoded
+        for vid in labels["ND"] + labels["DS"]:  # audio duplicates: the query's audio, re-encoded
             encode(media / f"{vid}.m4a", noisy(source, seed=int(vid[1:])), SR, AAC)
-        for vid in labels["CS"] + labels["IS"]:          # same event, other audio
+        for vid in labels["CS"] + labels["IS"]:  # same event, other audio
             encode(media / f"{vid}.m4a", chords(10.0, seed=int(vid[1:])), SR, AAC)
         ann[qid] = labels
         audio_ann[qid] = {"DA": labels["ND"] + labels["DS"]}
@@ -97,20 +97,29 @@ def make_fivr(remote: Path) -> tuple[list[str], list[str]]:
 
 def make_vcdb(remote: Path) -> None:
     """Two topics of three videos sharing a segment, zipped as VCDB distributes them."""
-    with zipfile.ZipFile(remote / "vcdb_annotation.zip", "w") as ann_zip, \
-            zipfile.ZipFile(remote / "vcdb_core.zip", "w") as core_zip:
+    with (
+        zipfile.ZipFile(remote / "vcdb_annotation.zip", "w") as ann_zip,
+        zipfile.ZipFile(remote / "vcdb_core.zip", "w") as core_zip,
+    ):
         for t, topic in enumerate(("ballgame", "speech")):
             base = chords(10.0, seed=900 + t)
             lines = []
             for i in range(3):
                 name = hashlib.sha1(f"{topic}{i}".encode()).hexdigest()
                 path = remote / "tmp" / f"{name}.mp4"
-                encode(path, np.concatenate([chords(2.0 + i, seed=950 + 3 * t + i), noisy(base, i)]), SR,
-                       ["-c:v", "libx264", "-c:a", "aac"], still_image=True)
+                encode(
+                    path,
+                    np.concatenate([chords(2.0 + i, seed=950 + 3 * t + i), noisy(base, i)]),
+                    SR,
+                    ["-c:v", "libx264", "-c:a", "aac"],
+                    still_image=True,
+                )
                 core_zip.write(path, f"core_dataset/{topic}/{name}.mp4")
                 lines.append(name)
-            rows = [f"{a}.mp4,{b}.mp4,00:00:0{2 + ia},00:00:1{ia},00:00:0{2 + ib},00:00:1{ib}"
-                    for (ia, a), (ib, b) in [((0, lines[0]), (1, lines[1])), ((1, lines[1]), (2, lines[2]))]]
+            rows = [
+                f"{a}.mp4,{b}.mp4,00:00:0{2 + ia},00:00:1{ia},00:00:0{2 + ib},00:00:1{ib}"
+                for (ia, a), (ib, b) in [((0, lines[0]), (1, lines[1])), ((1, lines[1]), (2, lines[2]))]
+            ]
             ann_zip.writestr(f"annotation/{topic}.txt", "\n".join(rows) + "\n")
 
 
@@ -118,25 +127,48 @@ def params_for(work: Path, remote: Path) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     url = lambda name: {"url": (remote / name).as_uri(), "sha256": sha(remote / name)}  # noqa: E731
     d = params["datasets"]
-    d.update(enabled=["fivrmini", "vcdbmini"], train_on=["vcdbmini"], model="models/ausil_vcdbmini.pt",
-             methods=["ausil", "spectro-slides"],
-             speed_factors=[0.5, 2.0], store_dtype="float32", shard_videos=4, decode_workers=0, batch_segments=64)
-    d["youtube"].update(command=[sys.executable, str(remote / "fake_yt_dlp.py")], sleep_s=0.0, rate_limit=None,
-                        retries=0)
-    d["fivrmini"] = {"kind": "fivr", "annotation_files": [url("annotation.json"), url("youtube_ids.txt"),
-                                                          url("fivr_a.json")], "video_archives": [],
-                     "layout": {"annotation": "annotation.json", "youtube_ids": "youtube_ids.txt",
-                                "audio_annotation": "fivr_a.json"},
-                     "subset": {"queries": 2, "da_fraction": 0.5, "distractors": 4, "seed": 0},
-                     "time_step_ms": 1000, "stats": {"videos": 12, "queries": 2, "mean_duration_s": 11}}
-    d["vcdbmini"] = {"kind": "vcdb", "annotation_files": [url("vcdb_annotation.zip")],
-                     "video_archives": [url("vcdb_core.zip")], "layout": {"annotation_dir": "annotation"},
-                     "val_topics": 1, "seed": 0, "time_step_ms": 1000,
-                     "stats": {"videos": 6, "queries": 0, "mean_duration_s": 13}}
+    d.update(
+        enabled=["fivrmini", "vcdbmini"],
+        train_on=["vcdbmini"],
+        model="models/ausil_vcdbmini.pt",
+        methods=["ausil", "spectro-slides"],
+        speed_factors=[0.5, 2.0],
+        store_dtype="float32",
+        shard_videos=4,
+        decode_workers=0,
+        batch_segments=64,
+    )
+    d["youtube"].update(
+        command=[sys.executable, str(remote / "fake_yt_dlp.py")], sleep_s=0.0, rate_limit=None, retries=0
+    )
+    d["fivrmini"] = {
+        "kind": "fivr",
+        "annotation_files": [url("annotation.json"), url("youtube_ids.txt"), url("fivr_a.json")],
+        "video_archives": [],
+        "layout": {
+            "annotation": "annotation.json",
+            "youtube_ids": "youtube_ids.txt",
+            "audio_annotation": "fivr_a.json",
+        },
+        "subset": {"queries": 2, "da_fraction": 0.5, "distractors": 4, "seed": 0},
+        "time_step_ms": 1000,
+        "stats": {"videos": 12, "queries": 2, "mean_duration_s": 11},
+    }
+    d["vcdbmini"] = {
+        "kind": "vcdb",
+        "annotation_files": [url("vcdb_annotation.zip")],
+        "video_archives": [url("vcdb_core.zip")],
+        "layout": {"annotation_dir": "annotation"},
+        "val_topics": 1,
+        "seed": 0,
+        "time_step_ms": 1000,
+        "stats": {"videos": 6, "queries": 0, "mean_duration_s": 13},
+    }
     params["device"] = "cpu"
     params["backbone"]["source"] = "trained"
-    params["training"].update(max_steps=3, eval_every=1, pca_sample_size=200, batch_triplets=4,
-                              positive_max_distance=2.0, negative_margin=2.0)
+    params["training"].update(
+        max_steps=3, eval_every=1, pca_sample_size=200, batch_triplets=4, positive_max_distance=2.0, negative_margin=2.0
+    )
     return params
 
 
@@ -151,11 +183,16 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     (work / "params.yaml").write_text(yaml.safe_dump(params_for(work, remote), sort_keys=False))
-    torch.manual_seed(0)   # a backbone file as train_backbone writes it (random weights: this tests plumbing)
+    torch.manual_seed(0)  # a backbone file as train_backbone writes it (random weights: this tests plumbing)
     save_state(work / "models" / "backbone.pt", KumarCNN(), {"kind": "backbone", "note": "test fixture"})
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "FAKE_YT_LOG": str(remote / "yt_log.jsonl"), "FAKE_YT_MEDIA": str(remote / "youtube"),
-           "FAKE_YT_UNAVAILABLE": str(remote / "unavailable.txt")}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "FAKE_YT_LOG": str(remote / "yt_log.jsonl"),
+        "FAKE_YT_MEDIA": str(remote / "youtube"),
+        "FAKE_YT_UNAVAILABLE": str(remote / "unavailable.txt"),
+    }
 
     def run(*cmd: str) -> str:
         return run_checked(work, env, *cmd)
@@ -163,8 +200,12 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     run("git", "init", "-q")
     run("dvc", "init", "-q")
     chain = ["dataset_annotations", "dataset_videos", "dataset_benchmarks", "dataset_features"]
-    for stage in [f"{s}@vcdbmini" for s in chain] + ["dataset_train@vcdbmini"] + \
-                 [f"{s}@fivrmini" for s in chain] + ["dataset_evaluate@fivrmini", "dataset_evaluate@vcdbmini"]:
+    for stage in (
+        [f"{s}@vcdbmini" for s in chain]
+        + ["dataset_train@vcdbmini"]
+        + [f"{s}@fivrmini" for s in chain]
+        + ["dataset_evaluate@fivrmini", "dataset_evaluate@vcdbmini"]
+    ):
         run("dvc", "repro", "--single-item", stage)
 
     fivr = work / "data" / "real" / "fivrmini"
@@ -188,7 +229,7 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert store["dtype"] == "float32" and list((work / "features" / "real" / "fivrmini").glob("shard-*.npy"))
     # AuSiL trained on VCDB by the common training stage, then every FIVR task scored
     assert (work / "models" / "ausil_vcdbmini.pt").is_file()
-    for method in ("ausil", "spectro-slides"):     # AuSiL from the store, a baseline through the common runner
+    for method in ("ausil", "spectro-slides"):  # AuSiL from the store, a baseline through the common runner
         for task in ("audio", "audio_speed", "dsvr", "csvr", "isvr"):
             metrics = json.loads((work / "metrics" / "real" / "fivrmini" / method / f"{task}.json").read_text())
             assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n_queries"] >= 1
@@ -196,8 +237,13 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     # other video under plain MAC similarity (the 3-step fixture model itself is not meant to be good)
     bench = fivr / "bench" / "audio"
     source = FeatureStore(work / "features" / "real" / "fivrmini", readonly=True)
-    results, failures, _ = score_stored(AuSiL(variant="mac"), source, list(read_video_list(bench / "queries.txt")),
-                                        read_ids(bench / "dataset_ids.txt"), progress=False)
+    results, failures, _ = score_stored(
+        AuSiL(variant="mac"),
+        source,
+        list(read_video_list(bench / "queries.txt")),
+        read_ids(bench / "dataset_ids.txt"),
+        progress=False,
+    )
     assert not failures
     mac = evaluate(read_annotations(bench / "annotation.json"), results, ["DA"], read_ids(bench / "dataset_ids.txt"))
     assert mac.map == 1.0

@@ -11,17 +11,20 @@ import nbformat
 import pytest
 
 from ausil_lib import report
-from ausil_lib.evaluation import evaluate_files
-from ausil_lib.formats import atomic_write_json, write_annotations, write_ids, write_results
+from ausil_lib.evaluation import evaluate_files, write_unavailable_metrics
+from ausil_lib.formats import atomic_write_json, write_annotations, write_ids, write_results, write_unavailable
+from ausil_lib.labels import NOT_AVAILABLE, RELEASED_LABEL
 
 # test: 3 queries; a0/a1 duplicate q0, b0 duplicates q1, c0 duplicates q2; j0 is JUNK for q0.
 TEST_IDS = ["q0", "q1", "q2", "a0", "a1", "b0", "c0", "d0", "d1", "j0"]
-TEST_ANN = {"q0": {"DA": ["a0", "a1"], "JUNK": ["j0"]}, "q1": {"DA": ["b0"], "JUNK": []},
-            "q2": {"DA": ["c0"], "JUNK": []}}
+TEST_ANN = {
+    "q0": {"DA": ["a0", "a1"], "JUNK": ["j0"]},
+    "q1": {"DA": ["b0"], "JUNK": []},
+    "q2": {"DA": ["c0"], "JUNK": []},
+}
 # test_speed: copies at x0.5 and x2 only; q1's x0.5 copy is JUNK for q0 (as for queries of one recording).
 SPEED_IDS = ["q0", "q1", "q0_x0.5", "q0_x2", "q1_x0.5", "q1_x2", "d0", "d1"]
-SPEED_ANN = {"q0": {"DA": ["q0_x0.5", "q0_x2"], "JUNK": ["q1_x0.5"]},
-             "q1": {"DA": ["q1_x0.5", "q1_x2"], "JUNK": []}}
+SPEED_ANN = {"q0": {"DA": ["q0_x0.5", "q0_x2"], "JUNK": ["q1_x0.5"]}, "q1": {"DA": ["q1_x0.5", "q1_x2"], "JUNK": []}}
 # Hand-made scores of ausil-full-main on test_speed, with the ranking each factor gives:
 #   q0, x0.5 (q0_x2 and junk q1_x0.5 ignored): q0_x0.5 first                 -> AP 1
 #   q0, x2   (q0_x0.5, q1_x0.5 ignored):       d0, d1, q0_x2                  -> AP 1/3
@@ -32,8 +35,12 @@ SPEED_SCORES = {
     "q1": {"d0": 0.9, "q1_x2": 0.7, "q0_x0.5": 0.5, "q1_x0.5": 0.4, "d1": 0.3, "q0": 0.2, "q0_x2": 0.1},
 }
 MISSING_RUN = "spectro-tiles"
-RUNS = ["dejavu", "spectro-slides", *(f"ausil-{v}-{b}" for b in ("main", "random")
-                                      for v in ("full", "mac_w_a", "mac_w", "mac"))]
+UNAVAILABLE_RUN = "ausil-released"
+RUNS = [
+    "dejavu",
+    "spectro-slides",
+    *(f"ausil-{v}-{b}" for b in ("main", "random") for v in ("full", "mac_w_a", "mac_w", "mac")),
+]
 
 
 def _write_set(root: Path, name: str, ids: list[str], annotations: dict) -> None:
@@ -47,13 +54,31 @@ def _write_run(root: Path, run: str, set_name: str, scores: dict, timing_extra: 
     results = root / "results" / run / f"{set_name}.json"
     write_results(results, scores)
     pairs = sum(len(s) for s in scores.values())
-    atomic_write_json(results.with_name(f"{set_name}.timing.json"), {
-        "method": run.split("-")[0], "label": f"{run} made by a test", "queries": len(scores), "database": 8,
-        "failed": 0, "index_s": 1.0, "query_s": 0.5, "queries_timed": len(scores), "pairs": pairs,
-        "ms_per_pair": 500 / pairs, **timing_extra})
-    evaluate_files(results, corpus / "annotation.json", corpus / "dataset_ids.txt", ["DA"],
-                   metrics_path=root / "metrics" / run / f"{set_name}.json",
-                   pr_path=root / "plots" / run / f"{set_name}.json", ignore_labels=["JUNK"])
+    atomic_write_json(
+        results.with_name(f"{set_name}.timing.json"),
+        {
+            "method": run.split("-")[0],
+            "label": f"{run} made by a test",
+            "queries": len(scores),
+            "database": 8,
+            "failed": 0,
+            "index_s": 1.0,
+            "query_s": 0.5,
+            "queries_timed": len(scores),
+            "pairs": pairs,
+            "ms_per_pair": 500 / pairs,
+            **timing_extra,
+        },
+    )
+    evaluate_files(
+        results,
+        corpus / "annotation.json",
+        corpus / "dataset_ids.txt",
+        ["DA"],
+        metrics_path=root / "metrics" / run / f"{set_name}.json",
+        pr_path=root / "plots" / run / f"{set_name}.json",
+        ignore_labels=["JUNK"],
+    )
 
 
 def _random_scores(rng: random.Random, queries: list[str], ids: list[str]) -> dict:
@@ -70,30 +95,73 @@ def fake_root(tmp_path: Path) -> Path:
     for run in RUNS:
         extra = {}
         if run == "dejavu":
-            extra = {"fingerprint_insert_s_per_audio_min": 0.8, "index_s_per_video": {"d0": 0.2, "d1": 0.4},
-                     "hashes_stored": 1234, "query_audio_s": 30.0}
+            extra = {
+                "fingerprint_insert_s_per_audio_min": 0.8,
+                "index_s_per_video": {"d0": 0.2, "d1": 0.4},
+                "hashes_stored": 1234,
+                "query_audio_s": 30.0,
+            }
         elif run.startswith("spectro"):
             extra = {"fingerprint_s": 2.0, "match_s": 3.0}
         _write_run(root, run, "test", _random_scores(rng, list(TEST_ANN), TEST_IDS), extra)
         speed_scores = SPEED_SCORES if run == "ausil-full-main" else _random_scores(rng, list(SPEED_ANN), SPEED_IDS)
         _write_run(root, run, "test_speed", speed_scores, extra)
+    for set_name in ("test", "test_speed"):  # the released model, not fetched: recorded as not available
+        results = root / "results" / UNAVAILABLE_RUN / f"{set_name}.json"
+        write_unavailable(results, "ausil", RELEASED_LABEL, NOT_AVAILABLE)
+        write_unavailable_metrics(
+            root / "metrics" / UNAVAILABLE_RUN / f"{set_name}.json",
+            root / "plots" / UNAVAILABLE_RUN / f"{set_name}.json",
+            NOT_AVAILABLE,
+            ["DA"],
+        )
     reports = root / "reports"
-    atomic_write_json(reports / "speed.json", {
-        "date": "2026-01-01 00:00 UTC", "decode_s_per_100s": 0.1,
-        "machine": {"cpu": "Test CPU", "cpu_cores": 2, "torch_threads": 2, "device": "cpu", "torch": "2.x"},
-        "time_steps": {"1000": {"segments": 99, "logmel_s_per_100s": 0.05, "backbone_s_per_100s": 0.7,
-                                "backbone_segments_per_s": 140.0, "end_to_end_s_per_100s": 0.85,
-                                "end_to_end_x_real_time": 117.6}}})
-    atomic_write_json(reports / "corpus_summary.json", {"benchmarks": {
-        "test": {"queries": 3, "database": 9}, "test_speed": {"queries": 2, "database": 7}}})
-    atomic_write_json(reports / "training_main.json", [
-        {"step": 0, "loss": None, "val_map": 0.5, "seconds": 0.0}, {"step": 1, "loss": 0.9, "seconds": 1.0},
-        {"step": 2, "loss": 0.7, "val_map": 0.6, "seconds": 2.0}])
-    atomic_write_json(reports / "training_main.meta.json", {
-        "backbone": "trained backbone models/backbone.pt", "steps": 2, "seconds": 2.0, "best_step": 2,
-        "val_map": 0.6, "triplets": {"triplets": 10, "positive_pairs": 4}, "config": {"gamma": 1.0}})
-    atomic_write_json(reports / "backbone_training.json", [
-        {"step": 1, "loss": 3.0, "seconds": 1.0}, {"step": 2, "loss": 2.5, "seconds": 2.0}])
+    atomic_write_json(
+        reports / "speed.json",
+        {
+            "date": "2026-01-01 00:00 UTC",
+            "decode_s_per_100s": 0.1,
+            "machine": {"cpu": "Test CPU", "cpu_cores": 2, "torch_threads": 2, "device": "cpu", "torch": "2.x"},
+            "time_steps": {
+                "1000": {
+                    "segments": 99,
+                    "logmel_s_per_100s": 0.05,
+                    "backbone_s_per_100s": 0.7,
+                    "backbone_segments_per_s": 140.0,
+                    "end_to_end_s_per_100s": 0.85,
+                    "end_to_end_x_real_time": 117.6,
+                }
+            },
+        },
+    )
+    atomic_write_json(
+        reports / "corpus_summary.json",
+        {"benchmarks": {"test": {"queries": 3, "database": 9}, "test_speed": {"queries": 2, "database": 7}}},
+    )
+    atomic_write_json(
+        reports / "training_main.json",
+        [
+            {"step": 0, "loss": None, "val_map": 0.5, "seconds": 0.0},
+            {"step": 1, "loss": 0.9, "seconds": 1.0},
+            {"step": 2, "loss": 0.7, "val_map": 0.6, "seconds": 2.0},
+        ],
+    )
+    atomic_write_json(
+        reports / "training_main.meta.json",
+        {
+            "backbone": "trained backbone models/backbone.pt",
+            "steps": 2,
+            "seconds": 2.0,
+            "best_step": 2,
+            "val_map": 0.6,
+            "triplets": {"triplets": 10, "positive_pairs": 4},
+            "config": {"gamma": 1.0},
+        },
+    )
+    atomic_write_json(
+        reports / "backbone_training.json",
+        [{"step": 1, "loss": 3.0, "seconds": 1.0}, {"step": 2, "loss": 2.5, "seconds": 2.0}],
+    )
     (root / "params.yaml").write_text("features:\n  time_step_ms: 1000\ntraining:\n  gamma: 1.0\n", encoding="utf-8")
     return root
 
@@ -108,13 +176,14 @@ def test_main_table_equals_metrics_files_and_marks_missing_run(fake_root: Path) 
     for method, run in report.MAIN_ROWS.items():
         for set_name in ("test", "test_speed"):
             value = table.loc[method, f"this run, {set_name} mAP"]
-            if run == MISSING_RUN:
+            if run in (MISSING_RUN, UNAVAILABLE_RUN):
                 assert math.isnan(value)
             else:
                 assert value == pytest.approx(_metric(fake_root, run, set_name), abs=0)
     shown = report.formatted(table)
     assert shown.loc["Spectro Tiles", "this run, test mAP"] == report.NOT_RUN
     assert shown.loc["AuSiL, random backbone (control)", "paper, SVD_a (different dataset)"] == "–"
+    assert table.loc[RELEASED_LABEL, "note"] == NOT_AVAILABLE and table.loc["AuSiL", "note"] == ""
 
 
 def test_paper_numbers_present_and_labelled(fake_root: Path) -> None:
@@ -130,7 +199,9 @@ def test_paper_numbers_present_and_labelled(fake_root: Path) -> None:
     components = report.components_table(fake_root)
     assert list(components.index) == ["MAC", "MAC + W", "MAC + W + A", "AuSiL"]
     assert components.loc["MAC", "paper, FIVR-5K_a (different dataset)"] == 0.656
-    assert components.loc["MAC", "this run, random backbone, test mAP"] == _metric(fake_root, "ausil-mac-random", "test")
+    assert components.loc["MAC", "this run, random backbone, test mAP"] == _metric(
+        fake_root, "ausil-mac-random", "test"
+    )
     assert report.PAPER_TIMING["similarity_ms_per_pair"] == 3.0
 
 
@@ -161,8 +232,10 @@ def test_sweeps_timings_and_curves(fake_root: Path) -> None:
     assert (timing["machine"].str.startswith("paper") & (timing["value"] == 100.0)).any()
     assert "2 values" in report.timing_details(fake_root, "dejavu").loc["index_s_per_video", "test"]
     curves = report.training_curves(fake_root)
-    assert set(curves["curve"]) == {"AuSiL similarity network (main backbone)",
-                                    "backbone training (no AudioSet weights)"}
+    assert set(curves["curve"]) == {
+        "AuSiL similarity network (main backbone)",
+        "backbone training (no AudioSet weights)",
+    }
     assert "trained backbone" not in report.backbone_note(fake_root)  # the run's own label comes first
     assert "ausil-full-main made by a test" in report.backbone_note(fake_root)
 
@@ -185,8 +258,9 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     assert names == sorted([f"{s}.ipynb" for s in stems] + [f"{s}.html" for s in stems])
     assert all(p.is_file() for p in written)
     main = nbformat.read(out / "main_comparison.ipynb", as_version=4)
-    images = [o for c in main.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if "image/png" in o.get("data", {})]
+    images = [
+        o for c in main.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     assert len(images) == 2  # one figure per PR cell, not duplicated by pyplot
     html = (out / "main_comparison.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in html and report.NOT_RUN in html
@@ -194,10 +268,12 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
 
 
 def test_real_dataset_table(tmp_path: Path) -> None:
-    assert report.real_dataset_table(tmp_path).empty          # nothing run: an empty table, not an error
+    assert report.real_dataset_table(tmp_path).empty  # nothing run: an empty table, not an error
     for task, labels, value in (("isvr", ["ND", "DS", "CS", "IS"], 0.2), ("audio", ["DA"], 0.7)):
-        atomic_write_json(tmp_path / "metrics" / "real" / "fivr200k" / "ausil" / f"{task}.json",
-                          {"mAP": value, "n_queries": 3, "relevant_labels": labels})
+        atomic_write_json(
+            tmp_path / "metrics" / "real" / "fivr200k" / "ausil" / f"{task}.json",
+            {"mAP": value, "n_queries": 3, "relevant_labels": labels},
+        )
     table = report.real_dataset_table(tmp_path)
     assert list(table.index) == [("fivr200k", "audio", "ausil"), ("fivr200k", "isvr", "ausil")]
     assert table.loc[("fivr200k", "audio", "ausil"), "paper AuSiL"] == report.PAPER_METHODS["AuSiL"]["FIVR-200K_a"]

@@ -21,7 +21,7 @@ def lists(tmp_path: Path, make_media) -> tuple[Path, Path]:
     db = {k: str(make_media(f"{k}.ogg", v)) for k, v in sources.items()}
     db["broken"] = str(tmp_path / "broken.mp4")
     Path(db["broken"]).write_bytes(b"\x00" * 4000)
-    excerpt = sources["r1"][int(7.3 * SR):int(17.3 * SR)]
+    excerpt = sources["r1"][int(7.3 * SR) : int(17.3 * SR)]
     queries = {"q": str(make_media("q.mp4", excerpt))}
     write_video_list(tmp_path / "q.txt", queries)
     write_video_list(tmp_path / "db.txt", db)
@@ -32,8 +32,25 @@ def lists(tmp_path: Path, make_media) -> tuple[Path, Path]:
 def test_baselines_rank_the_source_first(method: str, lists, tmp_path: Path) -> None:
     q, db = lists
     out = tmp_path / "out" / f"{method}.json"
-    assert main(["similarity", "--method", method, "--queries", str(q), "--database", str(db), "--output", str(out),
-                 "--features-dir", str(tmp_path / "fp"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "similarity",
+                "--method",
+                method,
+                "--queries",
+                str(q),
+                "--database",
+                str(db),
+                "--output",
+                str(out),
+                "--features-dir",
+                str(tmp_path / "fp"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     scores = read_results(out)["q"]
     assert set(scores) == {"r0", "r1", "r2"}  # the broken file is reported, not scored
     assert scores["r1"] > 3 * max(scores["r0"], scores["r2"], 1.0)

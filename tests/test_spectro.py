@@ -14,12 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.signal
-import torch
 
 from ausil_lib.audio import AudioError, encode
-from ausil_lib.spectro import (DIRECTIONS, METHODS, Fingerprints, SpectroConfig, binary_images, fingerprint,
-                               load_audio_16k, match, nearest_labels, silent_windows, slides, spectrogram,
-                               tile_sums, tiles)
+from ausil_lib.spectro import (
+    DIRECTIONS,
+    METHODS,
+    Fingerprints,
+    SpectroConfig,
+    binary_images,
+    fingerprint,
+    load_audio_16k,
+    match,
+    nearest_labels,
+    silent_windows,
+    slides,
+    spectrogram,
+    tile_sums,
+    tiles,
+)
 
 CFG = SpectroConfig()
 SR = CFG.sample_rate
@@ -49,14 +61,14 @@ def chords(seconds: float, seed: int) -> np.ndarray:
     while pos < total:
         length = min(int(rng.uniform(*CHORD_S) * SR), total - pos)
         t = np.arange(length) / SR
-        out[pos:pos + length] = np.sin(2 * np.pi * rng.uniform(*CHORD_HZ, 3)[:, None] * t).mean(axis=0)
+        out[pos : pos + length] = np.sin(2 * np.pi * rng.uniform(*CHORD_HZ, 3)[:, None] * t).mean(axis=0)
         pos += length
-    out += rng.standard_normal(total) * np.sqrt(np.mean(out ** 2)) * 10 ** (-NOISE_DB_DOWN / 20)
+    out += rng.standard_normal(total) * np.sqrt(np.mean(out**2)) * 10 ** (-NOISE_DB_DOWN / 20)
     return (PEAK * out / np.abs(out).max()).astype(np.float32)
 
 
 def excerpt(audio: np.ndarray, start: int, seconds: float) -> np.ndarray:
-    return audio[start:start + round(seconds * SR)]
+    return audio[start : start + round(seconds * SR)]
 
 
 def cfg_for(direction: str, **changes) -> SpectroConfig:
@@ -83,8 +95,7 @@ def unrelated_fp(unrelated_audio) -> dict[str, list[Fingerprints]]:
     return {m: [fingerprint(a, CFG, m) for a in unrelated_audio] for m in METHODS}
 
 
-def best_unrelated(query: Fingerprints, unrelated: list[Fingerprints], cfg: SpectroConfig,
-                   count: int = N_LEVEL) -> int:
+def best_unrelated(query: Fingerprints, unrelated: list[Fingerprints], cfg: SpectroConfig, count: int = N_LEVEL) -> int:
     """The unrelated level: the best score of the query against the first `count` unrelated clips."""
     return max(match(query, u, cfg).score for u in unrelated[:count])
 
@@ -102,7 +113,7 @@ def test_identity(ref_fp, method: str, direction: str) -> None:
     if method == "slides":
         rows = fp.values[fp.nonempty]
         assert np.unique(rows, axis=0).shape[0] == rows.shape[0]  # no duplicates on this audio ...
-        assert res.score == res.n_query                            # ... so S = N exactly
+        assert res.score == res.n_query  # ... so S = N exactly
 
 
 # ---------------------------------------------------------------- 2. excerpt, 3. time shift, 9. directions
@@ -112,8 +123,10 @@ def test_identity(ref_fp, method: str, direction: str) -> None:
 def aligned(reference, ref_fp, unrelated_fp) -> dict[tuple[str, str, str], tuple[int, int | None, int]]:
     """(case, method, direction) -> (S, d*, N) for the excerpt, half-frame and time-shift queries."""
     prefix = chords(PREFIX_S, seed=999)
-    queries = {"excerpt": excerpt(reference, EXCERPT_START, EXCERPT_S),
-               "half": excerpt(reference, HALF_FRAME_START, EXCERPT_S)}
+    queries = {
+        "excerpt": excerpt(reference, EXCERPT_START, EXCERPT_S),
+        "half": excerpt(reference, HALF_FRAME_START, EXCERPT_S),
+    }
     queries["shifted"] = np.concatenate([prefix, queries["excerpt"]])
     out = {}
     for method in METHODS:
@@ -124,7 +137,10 @@ def aligned(reference, ref_fp, unrelated_fp) -> dict[tuple[str, str, str], tuple
                 out[case, method, direction] = (res.score, res.offset, res.n_query)
                 if case == "half":
                     out["half_unrelated", method, direction] = (
-                        best_unrelated(q, unrelated_fp[method], cfg_for(direction)), None, res.n_query)
+                        best_unrelated(q, unrelated_fp[method], cfg_for(direction)),
+                        None,
+                        res.n_query,
+                    )
     return out
 
 
@@ -200,16 +216,19 @@ def distorted(reference, tmp_path_factory) -> dict[str, np.ndarray]:
     sos = scipy.signal.butter(LOWPASS_ORDER, LOWPASS_HZ, fs=SR, output="sos")
     mp3 = tmp_path_factory.mktemp("spectro") / "query.mp3"
     encode(mp3, clip, SR, MP3_ARGS)
-    return {"noise": add_noise(clip, NOISE_SNR_DB, seed=7),
-            "lowpass": scipy.signal.sosfiltfilt(sos, clip).astype(np.float32),
-            "mp3": load_audio_16k(mp3)}
+    return {
+        "noise": add_noise(clip, NOISE_SNR_DB, seed=7),
+        "lowpass": scipy.signal.sosfiltfilt(sos, clip).astype(np.float32),
+        "mp3": load_audio_16k(mp3),
+    }
 
 
 @pytest.mark.parametrize("kind", ["noise", "lowpass", "mp3"])
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("method", METHODS)
-def test_mild_distortion_ranks_source_first(distorted, ref_fp, unrelated_fp, method: str, direction: str,
-                                            kind: str) -> None:
+def test_mild_distortion_ranks_source_first(
+    distorted, ref_fp, unrelated_fp, method: str, direction: str, kind: str
+) -> None:
     cfg = cfg_for(direction)
     q = fingerprint(distorted[kind], CFG, method)
     source = match(q, ref_fp[method], cfg)
@@ -251,8 +270,9 @@ SPEED_LENGTH_TOL_S = 0.05
 @pytest.mark.parametrize("render", ["resample", "atempo"])
 @pytest.mark.parametrize("speed", SPEED_FACTORS)
 @pytest.mark.parametrize("method", METHODS)
-def test_speed_change_scores_at_unrelated_level(reference, ref_fp, unrelated_fp, tmp_path, method: str,
-                                                speed: float, render: str) -> None:
+def test_speed_change_scores_at_unrelated_level(
+    reference, ref_fp, unrelated_fp, tmp_path, method: str, speed: float, render: str
+) -> None:
     clip = excerpt(reference, EXCERPT_START, SPEED_CLIP_S)
     audio = resample_speed(clip, speed) if render == "resample" else atempo_speed(clip, speed, tmp_path)
     assert abs(audio.size - clip.size / speed) < SPEED_LENGTH_TOL_S * SR  # really re-rendered at that speed
@@ -286,14 +306,14 @@ def test_binary_images_multiples_rule_and_flat_windows() -> None:
 
 def test_slides_and_tiles_on_a_known_image() -> None:
     image = np.zeros((1, CFG.n_images, CFG.n_rows, W), bool)
-    image[0, 0, 0:3, 0:7] = True   # 21 ones: rows 0-2 (slide 0), frames 0-4 (slide 0) and 5-6 (slide 1)
-    image[0, 1, 155, 49] = True    # top-right cell: last horizontal and last vertical slide, last tile
+    image[0, 0, 0:3, 0:7] = True  # 21 ones: rows 0-2 (slide 0), frames 0-4 (slide 0) and 5-6 (slide 1)
+    image[0, 1, 155, 49] = True  # top-right cell: last horizontal and last vertical slide, last tile
     vec = slides(image, CFG)[0]
     per_image = CFG.h_slides + CFG.v_slides
     assert vec.shape == (CFG.n_images * per_image,) and vec.dtype == np.uint16
     assert vec[0] == 21 and vec[CFG.h_slides] == 15 and vec[CFG.h_slides + 1] == 6
     assert vec[per_image + CFG.h_slides - 1] == 1 and vec[2 * per_image - 1] == 1
-    assert vec[2 * per_image:].sum() == 0
+    assert vec[2 * per_image :].sum() == 0
     sums = tile_sums(image, CFG)[0]
     assert sums[0, 0] == 15 and sums[0, 1] == 6 and sums[1, CFG.tiles_per_image - 1] == 1
     positions = np.flatnonzero(tiles(image, CFG)[0])
@@ -302,8 +322,8 @@ def test_slides_and_tiles_on_a_known_image() -> None:
 
 def test_tiles_keep_the_largest_sums_ties_to_smaller_index() -> None:
     image = np.zeros((1, CFG.n_images, CFG.n_rows, W), bool)
-    image[0, :, ::CFG.tile, ::CFG.tile] = True       # every tile holds one 1 ...
-    image[0, 0, -1, -1] = True                        # ... the last tile of image 1 holds two
+    image[0, :, :: CFG.tile, :: CFG.tile] = True  # every tile holds one 1 ...
+    image[0, 0, -1, -1] = True  # ... the last tile of image 1 holds two
     kept = np.flatnonzero(tiles(image, CFG)[0].reshape(CFG.n_images, -1)[0])
     np.testing.assert_array_equal(kept, list(range(CFG.kept_tiles - 1)) + [CFG.tiles_per_image - 1])
 
@@ -318,8 +338,8 @@ def test_fingerprint_invariants(reference, method: str) -> None:
     assert (images[:, 1] <= images[:, 0]).all() and (images[:, 2] <= images[:, 1]).all()
     counts = slides(images, CFG).reshape(len(images), CFG.n_images, -1).astype(int)
     ones = images.sum(axis=(2, 3))
-    np.testing.assert_array_equal(counts[:, :, :CFG.h_slides].sum(axis=2), ones)
-    np.testing.assert_array_equal(counts[:, :, CFG.h_slides:].sum(axis=2), ones)
+    np.testing.assert_array_equal(counts[:, :, : CFG.h_slides].sum(axis=2), ones)
+    np.testing.assert_array_equal(counts[:, :, CFG.h_slides :].sum(axis=2), ones)
     fp = fingerprint(audio, CFG, method)
     assert len(fp) == spec.shape[1] - W + 1 and fp.nonempty.all()
     if method == "slides":
@@ -362,7 +382,7 @@ def test_score_bounds_and_determinism(reference, unrelated_audio, method: str, t
     query_audio = excerpt(reference, EXCERPT_START, 5.0)
     q1, q2 = fingerprint(query_audio, CFG, method), fingerprint(query_audio.copy(), CFG, method)
     np.testing.assert_array_equal(q1.values, q2.values)
-    refs = [fingerprint(a[:10 * SR], CFG, method) for a in (reference, unrelated_audio[0])]
+    refs = [fingerprint(a[: 10 * SR], CFG, method) for a in (reference, unrelated_audio[0])]
     for direction in DIRECTIONS:
         cfg = cfg_for(direction, tie_votes=tie_votes)
         for r in refs:
@@ -428,13 +448,14 @@ def synthetic(method: str, n: int, seed: int) -> Fingerprints:
 @pytest.mark.parametrize("tie_votes", ["first", "all"])
 @pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("method", METHODS)
-def test_vectorised_labels_equal_naive_loop(reference, unrelated_audio, method: str, direction: str,
-                                            tie_votes: str, source: str) -> None:
+def test_vectorised_labels_equal_naive_loop(
+    reference, unrelated_audio, method: str, direction: str, tie_votes: str, source: str
+) -> None:
     if source == "synthetic":
         query, ref = synthetic(method, 70, seed=1), synthetic(method, 90, seed=2)
     else:
         query = fingerprint(excerpt(reference, SR, 1.5), CFG, method)
-        ref = fingerprint(np.concatenate([reference[:SR * 2], unrelated_audio[1][:SR]]), CFG, method)
+        ref = fingerprint(np.concatenate([reference[: SR * 2], unrelated_audio[1][:SR]]), CFG, method)
     saw_tie = False
     for stride in (1, 2):
         cfg = cfg_for(direction, tie_votes=tie_votes, ref_stride=stride, batch_size=16)
@@ -447,7 +468,6 @@ def test_vectorised_labels_equal_naive_loop(reference, unrelated_audio, method: 
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("method", METHODS)
 def test_gpu_labels_equal_cpu(reference, unrelated_audio, method: str) -> None:
     query = fingerprint(excerpt(reference, EXCERPT_START, EXCERPT_S), CFG, method)
@@ -465,14 +485,22 @@ def test_gpu_labels_equal_cpu(reference, unrelated_audio, method: str) -> None:
 
 
 def test_config_from_params() -> None:
-    cfg = SpectroConfig.from_params({"tau": 1, "multiples": [1, 2, 4], "threshold_rule": "multiples",
-                                     "silence_dbfs": None})
+    cfg = SpectroConfig.from_params(
+        {"tau": 1, "multiples": [1, 2, 4], "threshold_rule": "multiples", "silence_dbfs": None}
+    )
     assert cfg.tau == 1 and cfg.multiples == (1.0, 2.0, 4.0) and cfg.silence_dbfs is None
     assert SpectroConfig.from_params({}) == SpectroConfig()
     with pytest.raises(ValueError, match="unknown spectro setting.*'hop_size'"):
         SpectroConfig.from_params({"hop_size": 320})
-    for bad in ({"direction": "both"}, {"tie_votes": "none"}, {"tile": 7}, {"band_hi": 600},
-                {"kept_tiles": 400}, {"threshold_rule": "multiples", "multiples": (1, 2)}, {"ref_stride": 0}):
+    for bad in (
+        {"direction": "both"},
+        {"tie_votes": "none"},
+        {"tile": 7},
+        {"band_hi": 600},
+        {"kept_tiles": 400},
+        {"threshold_rule": "multiples", "multiples": (1, 2)},
+        {"ref_stride": 0},
+    ):
         with pytest.raises(ValueError):
             SpectroConfig.from_params(bad)
 

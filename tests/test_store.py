@@ -59,8 +59,9 @@ def test_round_trip_before_and_after_flush_and_reopen(tmp_path: Path, dtype: str
 def test_many_videos_over_several_shards_keep_order_and_contents(tmp_path: Path, dtype: str) -> None:
     with new_store(tmp_path / "s", dtype, shard_videos=3) as store:
         added = fill(store, 10)
-        assert sorted(p.name for p in (tmp_path / "s").glob("shard-*.json")) == [shard_name(i, "json")
-                                                                               for i in range(3)]
+        assert sorted(p.name for p in (tmp_path / "s").glob("shard-*.json")) == [
+            shard_name(i, "json") for i in range(3)
+        ]
         assert len(store) == 10 and "v9" in store  # the last video is pending, still visible
     reopened = FeatureStore(tmp_path / "s")
     assert reopened.ids() == [f"v{i}" for i in range(10)]
@@ -144,14 +145,17 @@ def test_readonly_store_refuses_add(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("vid, rows, match", [
-    ("v0", descriptors(2, 1), "already stored"),
-    ("", descriptors(2, 1), "non-empty"),
-    ("x", np.ones((2, DIM + 1), np.float32), "shape"),
-    ("x", np.ones(DIM, np.float32), "shape"),
-    ("x", np.ones((0, DIM), np.float32), "shape"),
-    ("x", np.full((2, DIM), np.nan, np.float32), "non-finite"),
-])
+@pytest.mark.parametrize(
+    "vid, rows, match",
+    [
+        ("v0", descriptors(2, 1), "already stored"),
+        ("", descriptors(2, 1), "non-empty"),
+        ("x", np.ones((2, DIM + 1), np.float32), "shape"),
+        ("x", np.ones(DIM, np.float32), "shape"),
+        ("x", np.ones((0, DIM), np.float32), "shape"),
+        ("x", np.full((2, DIM), np.nan, np.float32), "non-finite"),
+    ],
+)
 def test_invalid_additions_are_refused(tmp_path: Path, dtype: str, vid: str, rows: np.ndarray, match: str) -> None:
     store = new_store(tmp_path / "s", dtype)
     fill(store, 1)
