@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import load_params
-from .labels import NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
+from .core.config import load_params
+from .core.labels import NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -23,14 +23,14 @@ def _params(args: argparse.Namespace) -> dict:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .extraction import Extractor
-    from .formats import read_video_list
+    from .core.formats import read_video_list
+    from .features.extraction import Extractor
 
     params = _params(args)
     videos = read_video_list(args.videos)
     time_step = args.time_step_ms
     if args.dataset:
-        from .dataset_pipeline import dataset_config
+        from .datasets.real.pipeline import dataset_config
 
         time_step = int(dataset_config(params, args.dataset).get("time_step_ms", time_step or 1000))
     extractor = Extractor.from_params(params, time_step)
@@ -41,8 +41,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if args.store:
-        from .bulk_extraction import extract_to_store
-        from .store import FeatureStore
+        from .features.bulk import extract_to_store
+        from .features.store import FeatureStore
 
         cfg = params.get("datasets", {})
         workers = args.workers if args.workers is not None else int(cfg.get("decode_workers", 2))
@@ -73,18 +73,18 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_files
+    from .retrieval.evaluation import evaluate_files
 
     results = Path(args.results)
     metrics = Path(args.metrics) if args.metrics else results.with_name(results.stem + ".metrics.json")
     pr = Path(args.pr) if args.pr else results.with_name(results.stem + ".pr.json")
     labels = [x.strip() for x in args.relevant_labels.split(",") if x.strip()]
     ignore = [x.strip() for x in args.ignore_labels.split(",") if x.strip()]
-    from .formats import read_unavailable
+    from .core.formats import read_unavailable
 
     note = read_unavailable(results)
     if note is not None:
-        from .evaluation import write_unavailable_metrics
+        from .retrieval.evaluation import write_unavailable_metrics
 
         write_unavailable_metrics(metrics, pr, note, labels, ignore)
         print(f"{results}: {note}; {metrics} records the run as not available")
@@ -106,7 +106,7 @@ EXIT_UNREACHABLE = 3  # fetch-weights: the release could not be reached (offline
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from .weights import ReleaseConfig, fetch_release
+    from .models.weights import ReleaseConfig, fetch_release
 
     cfg = ReleaseConfig.from_params(_params(args))
     report = fetch_release(cfg, download_missing=not args.verify_only, progress=not args.no_progress)
@@ -134,11 +134,11 @@ def cmd_fetch_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark_speed(args: argparse.Namespace) -> int:
-    from .benchmark import run_speed_benchmark
-    from .formats import atomic_write_json
+    from .core.formats import atomic_write_json
+    from .pipeline.benchmark import run_speed_benchmark
 
     if args.similarity_videos:
-        from .benchmark import run_similarity_benchmark
+        from .pipeline.benchmark import run_similarity_benchmark
 
         results = run_similarity_benchmark(_params(args), args.similarity_queries, args.similarity_videos)
         atomic_write_json(args.output, results)
@@ -149,7 +149,7 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
         print(f"written: {args.output}")
         return 0
     if args.bulk_videos:
-        from .benchmark import run_bulk_benchmark
+        from .pipeline.benchmark import run_bulk_benchmark
 
         results = run_bulk_benchmark(_params(args), args.bulk_videos)
         atomic_write_json(args.output, results)
@@ -170,7 +170,7 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
 
 
 def cmd_readme(args: argparse.Namespace) -> int:
-    from .readme import update_readme
+    from .report.readme import update_readme
 
     changed = update_readme(Path(args.readme))
     print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
@@ -178,7 +178,7 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_sources(args: argparse.Namespace) -> int:
-    from .sources import SourceError, fetch_sources, load_manifest, verify_against_dvc
+    from .datasets.embedded.sources import SourceError, fetch_sources, load_manifest, verify_against_dvc
 
     if args.verify and not args.accept and (Path(args.output_dir) / "manifest.json").is_file():
         try:
@@ -204,7 +204,7 @@ def cmd_fetch_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_build_corpus(args: argparse.Namespace) -> int:
-    from .corpus import build_corpus
+    from .datasets.embedded.corpus import build_corpus
 
     summary = build_corpus(
         _params(args),
@@ -224,7 +224,7 @@ def cmd_build_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_train_backbone(args: argparse.Namespace) -> int:
-    from .backbone_training import train_backbone
+    from .models.backbone_training import train_backbone
 
     params = _params(args)
     if args.max_steps is not None:
@@ -235,8 +235,8 @@ def cmd_train_backbone(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .backbone import load_backbone
-    from .training import train_ausil
+    from .models.backbone import load_backbone
+    from .models.training import train_ausil
 
     params = _params(args)
     _, info = load_backbone(params)
@@ -252,8 +252,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_similarity(args: argparse.Namespace) -> int:
-    from .formats import read_video_list
-    from .retrieval import BASELINES, baseline_method, run_similarity
+    from .core.formats import read_video_list
+    from .retrieval.runner import BASELINES, baseline_method, run_similarity
 
     params = _params(args)
     queries, database = read_video_list(args.queries), read_video_list(args.database)
@@ -262,7 +262,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
             print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
             timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
     elif args.model == RELEASED_MODEL and _released_unavailable(params):
-        from .formats import write_unavailable
+        from .core.formats import write_unavailable
 
         write_unavailable(args.output, "ausil", RELEASED_LABEL, NOT_AVAILABLE)
         print(f"{RELEASED_LABEL}: {NOT_AVAILABLE} ({args.output} records that)", file=sys.stderr)
@@ -279,11 +279,11 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 
 
 def _ausil_method(args: argparse.Namespace, params: dict):
-    from .config import resolve_device
-    from .extraction import Extractor
-    from .model import load_model
-    from .retrieval import AusilMethod
-    from .weights import ReleaseConfig, verify_released_model
+    from .core.config import resolve_device
+    from .features.extraction import Extractor
+    from .models.ausil import load_model
+    from .models.weights import ReleaseConfig, verify_released_model
+    from .retrieval.runner import AusilMethod
 
     if not args.model:
         raise ValueError("--model is needed for --method ausil")
@@ -317,16 +317,16 @@ def _ausil_method(args: argparse.Namespace, params: dict):
 
 def _released_unavailable(params: dict) -> bool:
     """True when `--model released` cannot run here: a released file (backbone or checkpoint) is absent."""
-    from .weights import ReleaseConfig
+    from .models.weights import ReleaseConfig
 
     return not all(Path(pin.dest).is_file() for pin in ReleaseConfig.from_params(params).files().values())
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    """The real-dataset stages (see dataset_pipeline); each prints what it did as JSON."""
+    """The real-dataset stages (see datasets/real/pipeline.py); each prints what it did as JSON."""
     import json
 
-    from . import dataset_pipeline as dp
+    from .datasets.real import pipeline as dp
 
     params = _params(args)
     progress = not args.no_progress
@@ -357,9 +357,9 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def cmd_dataset_budget(args: argparse.Namespace) -> int:
     import json
 
-    from .budget import estimate, load_speed_report, measure_pair_ms, render
-    from .config import resolve_device
-    from .dataset_pipeline import dataset_config
+    from .core.config import resolve_device
+    from .datasets.real.budget import estimate, load_speed_report, measure_pair_ms, render
+    from .datasets.real.pipeline import dataset_config
 
     params = _params(args)
     pair = measure_pair_ms(resolve_device(params.get("device", "auto")))
@@ -371,7 +371,7 @@ def cmd_dataset_budget(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import run_notebooks
+    from .report.tables import run_notebooks
 
     for path in run_notebooks(args.root, args.out, html=not args.no_html):
         print(path)

@@ -10,7 +10,7 @@ from typing import Callable
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "numba"))
 
 # Before numpy and before any test module imports torch: the package pins CPU code paths and thread
-# counts (ausil_lib/numerics.py), which only takes effect ahead of torch's (and OpenBLAS's) first use.
+# counts (ausil_lib/core/numerics.py), which only takes effect ahead of torch's (and OpenBLAS's) first use.
 # isort: off
 import ausil_lib  # noqa: F401
 import numpy as np
@@ -23,7 +23,7 @@ from .helpers import MEDIA_FORMATS, SR
 @pytest.fixture
 def make_media(tmp_path: Path) -> Callable[..., Path]:
     """make_media(name.ext, audio) writes `audio` in the container and codec the extension names."""
-    from ausil_lib.audio import encode
+    from ausil_lib.audio.decode import encode
 
     def _make(name: str, audio: np.ndarray, sr: int = SR) -> Path:
         codec_args, video = MEDIA_FORMATS[name.rsplit(".", 1)[1]]

@@ -2,6 +2,8 @@
 
 Static and conservative: a subcommand's handler in cli.py, the cli.py helpers it calls (transitively),
 their imports, then every module those modules import anywhere (module level or inside functions).
+Modules are named relative to ausil_lib (`core.formats` is ausil_lib/core/formats.py); importing one
+runs the `__init__.py` of every package above it, so those count as imported too.
 """
 
 from __future__ import annotations
@@ -43,6 +45,28 @@ def _imports(node: ast.AST, package: str) -> set[str]:
     return found
 
 
+def module_imports(mod: str) -> set[str]:
+    """The ausil_lib modules that module `mod` (relative name; `__init__` is ausil_lib itself) imports
+    anywhere in its file, not following them further."""
+    path = _module_file(mod)
+    if mod == "__init__":
+        package = "ausil_lib"
+    elif path.name == "__init__.py":
+        package = f"ausil_lib.{mod}"
+    else:
+        package = f"ausil_lib.{mod.rpartition('.')[0]}".rstrip(".")
+    return _imports(ast.parse(path.read_text(encoding="utf-8")), package)
+
+
+def all_modules() -> list[str]:
+    """Every module of the package, as relative names (`core.formats`, `datasets.real`, `__init__`)."""
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        names.append(".".join(rel.parts[:-1]) if rel.name == "__init__" and len(rel.parts) > 1 else ".".join(rel.parts))
+    return names
+
+
 def module_closure(modules: set[str]) -> set[str]:
     """`modules` and everything they import, as module names relative to ausil_lib."""
     todo, seen = list(modules), set()
@@ -51,14 +75,10 @@ def module_closure(modules: set[str]) -> set[str]:
         if mod in seen:
             continue
         seen.add(mod)
-        path = _module_file(mod)
-        if mod == "__init__":
-            package = "ausil_lib"
-        elif path.name == "__init__.py":
-            package = f"ausil_lib.{mod}"
-        else:
-            package = f"ausil_lib.{mod.rpartition('.')[0]}".rstrip(".")
-        todo += _imports(ast.parse(path.read_text(encoding="utf-8")), package)
+        if mod != "__init__":  # the packages above it: ausil_lib itself, then e.g. `datasets`, `datasets.real`
+            parts = mod.split(".")
+            todo += ["__init__", *(".".join(parts[:i]) for i in range(1, len(parts)))]
+        todo += module_imports(mod)
     return seen
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ausil_lib.cli import build_parser, main
-from ausil_lib.formats import write_annotations, write_ids, write_results
+from ausil_lib.core.formats import write_annotations, write_ids, write_results
 
 SUBCOMMAND_OPTIONS = {
     "extract": ["--videos", "--output-dir", "--time-step-ms", "--workers", "--fail-on-error"],

@@ -1,4 +1,4 @@
-"""A minimal writer of TensorFlow tensor-bundle checkpoints, for tests of ausil_lib.tf_checkpoint only.
+"""A minimal writer of TensorFlow tensor-bundle checkpoints, for tests of ausil_lib.models.tf_checkpoint only.
 
 It is written independently of the reader (its own varint, protobuf, CRC-mask and block code) so
 that a mistake shared by both cannot cancel out in a round trip; tests also check that it

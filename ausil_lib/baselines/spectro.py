@@ -23,9 +23,12 @@ import numpy as np
 import scipy.signal
 import torch
 
-from .audio import AudioError, load_audio
-from .config import from_section, resolve_device
-from .extraction import feature_path
+from ..audio.decode import AudioError, load_audio
+from ..core.config import from_section, resolve_device
+from ..core.numerics import apply_torch_settings
+from ..features.extraction import feature_path
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 METHODS = ("slides", "tiles")
 THRESHOLD_RULES = ("iterative", "multiples")

@@ -10,6 +10,10 @@ from typing import Any, Iterator, Mapping
 import torch
 import yaml
 
+from .numerics import apply_torch_settings
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -27,6 +31,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
 
 def resolve_device(spec: str | None = "auto") -> torch.device:
     """`auto` picks CUDA when present, else CPU; an explicit CUDA request without a GPU fails."""
+    apply_torch_settings()  # idempotent: the torch side of the pinning holds wherever a device is chosen
     spec = (spec or "auto").lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,10 +12,13 @@ threads (reductions and GEMMs split their work by it). `pin_numerics` fixes all 
   OMP_NUM_THREADS, MKL_NUM_THREADS   the fixed thread count (NUM_THREADS, or AUSIL_NUM_THREADS)
   CUBLAS_WORKSPACE_CONFIG=:4096:8    lets cuBLAS be deterministic where a GPU is used
 
-and then sets torch's intra-op threads to that count, inter-op threads to 1, and cuDNN to its
-deterministic algorithms without autotuning. (`torch.use_deterministic_algorithms` is not called: it
-imports torch's compiler stack, which changes how the process dies on SIGINT, and the CPU ops this
-suite uses are deterministic already.)
+`pin_numerics` only sets environment variables and never imports torch, so modules that need no torch
+(evaluation, formats, reports) load without it. `apply_torch_settings` does the torch side: torch's
+intra-op threads to that count, inter-op threads to 1, and cuDNN to its deterministic algorithms without
+autotuning. Every module of the package that imports torch calls it when it is imported, before any
+tensor work (and `resolve_device` and `numerics_settings` call it too); it is idempotent.
+(`torch.use_deterministic_algorithms` is not called: it imports torch's compiler stack, which changes
+how the process dies on SIGINT, and the CPU ops this suite uses are deterministic already.)
 
 MKL_CBWR: the AVX2 branch gives one result on every *Intel* AVX2 CPU, but MKL ignores it on AMD and
 uses its AUTO branch there (MKL_VERBOSE reports `CNR:AUTO` on an AMD EPYC), so it does not make an
@@ -29,7 +32,7 @@ user can override deliberately (`ATEN_CPU_CAPABILITY=avx512 ausil ...`); `numeri
 records what was actually in force, for the results files. The variables only act if they are set
 before torch runs its first operation, so `ausil_lib/__init__.py` calls `pin_numerics()` before any
 module of the package imports torch. If torch was imported (and maybe used) earlier, pinning still
-happens as far as it can and a warning says so, once.
+happens as far as it can (the torch settings are applied at once) and a warning says so, once.
 """
 
 from __future__ import annotations
@@ -79,14 +82,21 @@ PINNED_ENV = (
 #: the variables numerics_settings() records: those pinned, plus the ones that steer them or numpy's BLAS
 RECORDED_ENV = (*PINNED_ENV, THREADS_ENV, "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")
 
-_state: dict[str, Any] = {"called": False, "torch_imported_first": None, "warned": False, "defaults": {}}
+_state: dict[str, Any] = {
+    "called": False,
+    "torch_imported_first": None,
+    "warned": False,
+    "defaults": {},
+    "torch_applied": False,
+}
 
 
 def pin_numerics() -> None:
     """Pin CPU code paths, thread counts and deterministic algorithms (see the module docstring).
 
-    Idempotent. Best called before torch is imported; if torch was imported first, pins what still
-    can be pinned and warns once that the CPU code paths may be the machine's own.
+    Idempotent, and imports nothing: it sets the environment variables, which torch reads when it loads.
+    If torch was imported first, applies the torch settings at once and warns once that the CPU code
+    paths may be the machine's own.
     """
     first_call = not _state["called"]
     if first_call:  # later calls find torch imported by the package itself: only the first one tells
@@ -95,21 +105,14 @@ def pin_numerics() -> None:
     _state["defaults"] = defaults
     for name, value in defaults.items():
         os.environ.setdefault(name, value)
-
-    import torch
-
-    threads = int(os.environ.get(THREADS_ENV, str(NUM_THREADS)))
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    if first_call and torch.get_num_interop_threads() != INTEROP_THREADS:
-        with contextlib.suppress(RuntimeError):  # inter-op work already ran (torch was used first): keep its pool
-            torch.set_num_interop_threads(INTEROP_THREADS)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
     _state["called"] = True
+
+    if "torch" in sys.modules:  # already loaded (by the caller, or by the package earlier): no import cost
+        apply_torch_settings()
 
     if _state["torch_imported_first"] and not _state["warned"]:
         _state["warned"] = True
+        torch = sys.modules["torch"]
         capability = torch.backends.cpu.get_cpu_capability()
         wanted = os.environ["ATEN_CPU_CAPABILITY"].upper()
         status = (
@@ -124,6 +127,30 @@ def pin_numerics() -> None:
             RuntimeWarning,
             stacklevel=2,
         )
+
+
+def apply_torch_settings() -> None:
+    """torch's side of the pinning: intra-op threads, one inter-op thread, deterministic cuDNN.
+
+    Idempotent; called by every module of the package that imports torch, right when it is imported.
+    Imports torch, so the environment variables are pinned first (`pin_numerics`, which importing
+    ausil_lib has already run).
+    """
+    if not _state["called"]:
+        pin_numerics()  # the variables must precede torch's first operation
+
+    import torch
+
+    first_call = not _state["torch_applied"]
+    threads = int(os.environ.get(THREADS_ENV, str(NUM_THREADS)))
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    if first_call and torch.get_num_interop_threads() != INTEROP_THREADS:
+        with contextlib.suppress(RuntimeError):  # inter-op work already ran (torch was used first): keep its pool
+            torch.set_num_interop_threads(INTEROP_THREADS)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    _state["torch_applied"] = True
 
 
 def _cpu_model() -> str:
@@ -150,6 +177,7 @@ def numerics_settings() -> dict[str, Any]:
     import numpy
     import torch
 
+    apply_torch_settings()  # what is recorded is what the package's torch code runs with
     defaults = _state["defaults"] or _defaults()
     env = {name: os.environ.get(name) for name in RECORDED_ENV}
     return {

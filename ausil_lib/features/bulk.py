@@ -22,10 +22,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .audio import AudioError
+from ..audio.decode import AudioError
+from ..core.numerics import apply_torch_settings
 from .extraction import FAILURES_FILE, Extractor, ExtractReport, write_failures
-from .features import FeatureConfig
+from .logmel import FeatureConfig
 from .store import FeatureStore, StoreError
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 # what a decode worker hands over: id, path, audio (None on failure), failure reason (None on success)
 Decoded = tuple[str, str, np.ndarray | None, str | None]

@@ -25,10 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import AudioError, load_audio
-from .backbone import BackboneInfo, MacExtractor, load_backbone
-from .config import resolve_device
-from .features import FeatureConfig, SegmentFrontEnd
+from ..audio.decode import AudioError, load_audio
+from ..core.config import resolve_device
+from ..core.numerics import apply_torch_settings
+from ..models.backbone import BackboneInfo, MacExtractor, load_backbone
+from .logmel import FeatureConfig, SegmentFrontEnd
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 FORMAT_VERSION = 1
 FAILURES_FILE = "failures.tsv"

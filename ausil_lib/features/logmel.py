@@ -21,6 +21,10 @@ import torch
 import torch.nn.functional as F
 import torchaudio
 
+from ..core.numerics import apply_torch_settings
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
+
 AMIN = 1e-10  # librosa power_to_db default
 
 # The released extractor first appends 176 - (F mod 176) zero rows to an F-frame spectrogram (1 to 176:

@@ -1,6 +1,6 @@
 """Sharded on-disk store of segment descriptors for corpora of hundreds of thousands of videos.
 
-One `.npz` file per video (extraction.py) means 225k files for FIVR-200K: slow to list, to
+One `.npz` file per video (features/extraction.py) means 225k files for FIVR-200K: slow to list, to
 copy and to hash. Here the rows of many videos share one shard, read back through memory maps,
 so a retrieval run touches only the pages it needs.
 
@@ -31,8 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .backbone import DESCRIPTOR_DIM
-from .formats import TMP_SUFFIX, atomic_write, atomic_write_json
+from ..core.formats import TMP_SUFFIX, atomic_write, atomic_write_json
+from ..models.backbone import DESCRIPTOR_DIM
 
 FORMAT = 1
 HEADER_FILE = "store.json"

@@ -18,8 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.config import full_float32
+from ..core.numerics import apply_torch_settings
 from .backbone import DESCRIPTOR_DIM, save_state
-from .config import full_float32
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 VARIANTS = ("mac", "mac_w", "mac_w_a", "full")
 EPS = 1e-15  # L2 normalisation epsilon of the reference

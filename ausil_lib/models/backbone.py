@@ -18,9 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .config import full_float32
-from .download import sha256_file
+from ..core.config import full_float32
+from ..core.download import sha256_file
+from ..core.numerics import apply_torch_settings
 from .weights import ReleaseConfig, check
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 AUDIOSET_CLASSES = 527
 # (name, in_channels, out_channels, kernel) for conv layers; None marks a 2x2 max-pool.

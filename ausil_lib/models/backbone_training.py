@@ -22,14 +22,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .audio import load_audio
+from ..audio.decode import load_audio
+from ..audio.transforms import apply_chain
+from ..core.config import resolve_device
+from ..core.formats import atomic_write_json
+from ..core.numerics import apply_torch_settings, numerics_settings
+from ..datasets.embedded.sources import Recording, load_manifest
+from ..features.logmel import FeatureConfig, LogMel
 from .backbone import KumarCNN, save_state
-from .config import resolve_device
-from .features import FeatureConfig, LogMel
-from .formats import atomic_write_json
-from .numerics import numerics_settings
-from .sources import Recording, load_manifest
-from .transforms import apply_chain
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 
 def train_recordings(sources_dir: Path, corpus_log: Path) -> list[Recording]:

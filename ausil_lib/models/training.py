@@ -19,14 +19,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import resolve_device
-from .corpus import DA, JUNK
-from .evaluation import evaluate
-from .extraction import open_features
-from .formats import atomic_write_json, read_annotations, read_ids
-from .model import AuSiL, learn_pca, save_model, triplet_loss
-from .numerics import numerics_settings
-from .retrieval import ausil_scores
+from ..core.config import resolve_device
+from ..core.formats import atomic_write_json, read_annotations, read_ids
+from ..core.numerics import apply_torch_settings, numerics_settings
+from ..datasets.embedded.corpus import DA, JUNK
+from ..features.extraction import open_features
+from ..retrieval.evaluation import evaluate
+from ..retrieval.runner import ausil_scores
+from .ausil import AuSiL, learn_pca, save_model, triplet_loss
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 
 def load_benchmark_features(features_dir: Path, bench_dir: Path) -> dict[str, np.ndarray]:

@@ -24,8 +24,8 @@ from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
-from .config import from_section
-from .formats import atomic_write_json
+from ..core.config import from_section
+from ..core.formats import atomic_write_json
 
 CHUNK = 1 << 20
 DATA_SUFFIX = ".data-00000-of-00001"

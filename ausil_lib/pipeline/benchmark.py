@@ -17,11 +17,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .audio import encode, load_audio
-from .backbone import KumarCNN, MacExtractor
-from .config import resolve_device
-from .features import FeatureConfig, SegmentFrontEnd
-from .numerics import numerics_settings
+from ..audio.decode import encode, load_audio
+from ..core.config import resolve_device
+from ..core.numerics import apply_torch_settings, numerics_settings
+from ..features.logmel import FeatureConfig, SegmentFrontEnd
+from ..models.backbone import KumarCNN, MacExtractor
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 
 def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -119,10 +121,10 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
     sharded store, with and without mixed precision (which only acts on CUDA)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .backbone import BackboneInfo
-    from .bulk_extraction import extract_to_store
-    from .extraction import Extractor
-    from .store import FeatureStore
+    from ..features.bulk import extract_to_store
+    from ..features.extraction import Extractor
+    from ..features.store import FeatureStore
+    from ..models.backbone import BackboneInfo
 
     device = resolve_device(params.get("device", "auto"))
     sr = int(params.get("audio", {}).get("sample_rate", 44100))
@@ -196,7 +198,7 @@ def run_similarity_benchmark(
 ) -> dict[str, Any]:
     """`dataset evaluate`'s scorer at collection scale: `n_queries` against `n_videos` videos of
     [min_segments, max_segments] segments (real collections do not share one length)."""
-    from .budget import time_scorer
+    from ..datasets.real.budget import time_scorer
 
     device = resolve_device(params.get("device", "auto"))
     batch_bytes = int(params.get("datasets", {}).get("similarity_batch_mb", 1024)) << 20

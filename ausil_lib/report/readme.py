@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .formats import atomic_write_text
+from ..core.formats import atomic_write_text
 
 
 def speed_table(report: dict) -> str:
@@ -73,7 +73,7 @@ def markdown(frame) -> str:
 
 
 def results_table(root: Path) -> str:
-    from .report import backbone_note, formatted, main_table
+    from .tables import backbone_note, formatted, main_table
 
     table = formatted(main_table(root).drop(columns=["run"]))
     return (
@@ -125,9 +125,9 @@ def gpu_table(root: Path) -> str:
 
 def budget_table(root: Path) -> str:
     """`dataset-budget` for the paper's datasets on the reports/gpu/ measurements (params.yaml sizes)."""
-    from .budget import estimate
-    from .config import load_params
-    from .dataset_pipeline import dataset_config
+    from ..core.config import load_params
+    from ..datasets.real.budget import estimate
+    from ..datasets.real.pipeline import dataset_config
 
     r = _gpu_reports(root)
     params = load_params(root / "params.yaml")

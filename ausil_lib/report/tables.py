@@ -25,9 +25,16 @@ import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
-from ausil_lib.evaluation import evaluate
-from ausil_lib.formats import PathLike, atomic_write_text, read_annotations, read_ids, read_results, read_unavailable
-from ausil_lib.labels import RELEASED_LABEL, RELEASED_RUN
+from ausil_lib.core.formats import (
+    PathLike,
+    atomic_write_text,
+    read_annotations,
+    read_ids,
+    read_results,
+    read_unavailable,
+)
+from ausil_lib.core.labels import RELEASED_LABEL, RELEASED_RUN
+from ausil_lib.retrieval.evaluation import evaluate
 
 __all__ = [
     "MAIN_ROWS",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from ausil_lib.formats import (
+from ausil_lib.core.formats import (
     PathLike,
     atomic_write_json,
     read_annotations,

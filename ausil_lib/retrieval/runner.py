@@ -19,11 +19,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import AudioError
-from .extraction import Extractor, feature_path, is_current, load_features
-from .formats import atomic_write_json, atomic_write_text, write_results
-from .model import AuSiL, repeat_to
-from .numerics import numerics_settings
+from ..audio.decode import AudioError
+from ..core.formats import atomic_write_json, atomic_write_text, write_results
+from ..core.numerics import apply_torch_settings, numerics_settings
+from ..features.extraction import Extractor, feature_path, is_current, load_features
+from ..models.ausil import AuSiL, repeat_to
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 
 class Method(Protocol):
@@ -250,14 +252,15 @@ def baseline_method(name: str, params: Mapping[str, Any], cache_dir: str | os.Pa
     """A baseline behind the runner's interface, for exactly as long as it is needed: Dejavu's throwaway
     PostgreSQL cluster is started here and stopped on leaving (errors included)."""
     if name == "dejavu":
-        from .dejavu_baseline import DejavuConfig, DejavuMethod, PostgresCluster
+        from ..baselines.dejavu import DejavuConfig, DejavuMethod
+        from ..baselines.postgres import PostgresCluster
 
         config = DejavuConfig.from_params(params.get("dejavu", {}))
         audio = params.get("audio", {})
         with PostgresCluster(config.postgres_bindir, config.postgres_start_timeout_s) as cluster:
             yield DejavuMethod(cluster, config, audio.get("ffmpeg"), float(audio.get("decode_timeout_s", 600)))
     elif name in ("spectro-slides", "spectro-tiles"):
-        from .spectro import SpectroConfig, SpectroMethod
+        from ..baselines.spectro import SpectroConfig, SpectroMethod
 
         yield SpectroMethod(name.split("-", 1)[1], SpectroConfig.from_params(params.get("spectro", {})), cache_dir)
     else:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ausil_lib.audio import AudioError, find_ffmpeg, load_audio, normalise
+from ausil_lib.audio.decode import AudioError, find_ffmpeg, load_audio, normalise
 
-from .helpers import MEDIA_FORMATS, SR, tone
+from ..helpers import MEDIA_FORMATS, SR, tone
 
 
 def dominant_frequency(audio: np.ndarray, sr: int = SR) -> float:
@@ -30,7 +30,7 @@ def test_decodes_every_container(make_media, ext: str) -> None:
 
 
 def test_decode_resamples_to_44k(tmp_path: Path) -> None:
-    from ausil_lib.audio import encode
+    from ausil_lib.audio.decode import encode
 
     path = tmp_path / "low.wav"
     encode(path, tone(1.0, freq=1000.0, sr=16000), 16000, ["-c:a", "pcm_s16le"])

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ausil_lib.transforms import TRANSFORM_NAMES, apply_chain, describe, validate_chain
+from ausil_lib.audio.transforms import TRANSFORM_NAMES, apply_chain, describe, validate_chain
 
 SR = 44100
 N = 3 * SR

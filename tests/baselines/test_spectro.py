@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from ausil_lib.audio import AudioError, encode
-from ausil_lib.spectro import (
+from ausil_lib.audio.decode import AudioError, encode
+from ausil_lib.baselines.spectro import (
     DIRECTIONS,
     METHODS,
     Fingerprints,

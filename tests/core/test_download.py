@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from ausil_lib.download import DownloadError, fetch
+from ausil_lib.core.download import DownloadError, fetch
 
 PAYLOAD = bytes(range(256)) * 4000
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ausil_lib.formats import (
+from ausil_lib.core.formats import (
     FormatError,
     atomic_write_json,
     atomic_write_text,

@@ -1,7 +1,9 @@
-"""Importing ausil_lib pins CPU code paths, threads and determinism before torch runs (ausil_lib/numerics.py).
+"""Importing ausil_lib pins CPU code paths, threads and determinism before torch runs (ausil_lib/core/numerics.py).
 
 The pins only act if they precede torch's first operation, so each check runs in a fresh interpreter
 whose environment lacks every variable the package sets: what it reports is the import order's doing.
+`import ausil_lib` sets only the environment (no torch); the torch side is applied when a module that
+uses torch is imported (or numerics_settings() runs), or at once if torch was imported first.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ausil_lib.numerics import NUM_THREADS, PINNED_ENV, RECORDED_ENV, THREADS_ENV, numerics_settings
+from ausil_lib.core.numerics import NUM_THREADS, PINNED_ENV, RECORDED_ENV, THREADS_ENV, numerics_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
     "env",
     "overridden",
@@ -116,3 +118,26 @@ def test_the_libraries_run_the_pinned_code_paths() -> None:
 def test_calling_it_again_after_a_clean_import_does_not_warn() -> None:
     _, stderr = settings_after("import ausil_lib, torch\ntorch.ones(8).sum()\nausil_lib.pin_numerics()")
     assert WARNING not in stderr
+
+
+def test_importing_the_package_sets_the_environment_without_torch() -> None:
+    """pin_numerics only sets variables: modules that need no torch (evaluation, reports) load without it."""
+    proc = run_python(
+        "import json, os, sys, ausil_lib\nassert 'torch' not in sys.modules\n"
+        "print(json.dumps({n: os.environ.get(n) for n in ausil_lib.core.numerics.PINNED_ENV}))"
+    )
+    env = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["MKL_CBWR"] == "COMPATIBLE"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == str(NUM_THREADS)
+
+
+def test_importing_a_torch_module_applies_the_torch_settings() -> None:
+    """The torch side (threads, one inter-op thread, deterministic cuDNN) is in force as soon as a module of
+    the package that uses torch is imported, before any numerics_settings() call."""
+    proc = run_python(
+        "import json, ausil_lib.models.ausil, torch\n"
+        "print(json.dumps([torch.get_num_threads(), torch.get_num_interop_threads(),"
+        " torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark]))"
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [NUM_THREADS, 1, True, False]
+    assert WARNING not in proc.stderr

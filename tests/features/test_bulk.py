@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lib.audio import encode, find_ffmpeg
-from ausil_lib.backbone import BackboneInfo, KumarCNN, MacExtractor
-from ausil_lib.bulk_extraction import extract_to_store
-from ausil_lib.extraction import Extractor, feature_path, load_features
-from ausil_lib.features import FeatureConfig
-from ausil_lib.store import FeatureStore, StoreError
+from ausil_lib.audio.decode import encode, find_ffmpeg
+from ausil_lib.features.bulk import extract_to_store
+from ausil_lib.features.extraction import Extractor, feature_path, load_features
+from ausil_lib.features.logmel import FeatureConfig
+from ausil_lib.features.store import FeatureStore, StoreError
+from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
 
-from .helpers import MEDIA_FORMATS, SR, chords
+from ..helpers import MEDIA_FORMATS, SR, chords
 
 CLIPS = {"a": ("a.mp4", 2.5), "b": ("b.ogg", 4.0), "c": ("c.webm", 6.0), "d": ("d.wav", 1.2)}
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from ausil_lib.audio import find_ffmpeg
-from ausil_lib.backbone import DESCRIPTOR_DIM
+from ausil_lib.audio.decode import find_ffmpeg
 from ausil_lib.cli import main
-from ausil_lib.extraction import feature_path, load_features
-from ausil_lib.formats import write_video_list
+from ausil_lib.core.formats import write_video_list
+from ausil_lib.features.extraction import feature_path, load_features
+from ausil_lib.models.backbone import DESCRIPTOR_DIM
 
-from .helpers import SR, chords
+from ..helpers import SR, chords
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ import pytest
 import torch
 import yaml
 
-from ausil_lib.backbone import BackboneInfo
-from ausil_lib.extraction import is_current, run_signature, save_features
-from ausil_lib.features import (
+from ausil_lib.features.extraction import is_current, run_signature, save_features
+from ausil_lib.features.logmel import (
     FeatureConfig,
     LogMel,
     SegmentFrontEnd,
@@ -21,8 +20,9 @@ from ausil_lib.features import (
     segment,
     segment_count,
 )
+from ausil_lib.models.backbone import BackboneInfo
 
-from .helpers import SR, chords
+from ..helpers import SR, chords
 
 # Agreement stated in the README: torchaudio front end vs librosa within 2e-3 dB (float32).
 LIBROSA_TOLERANCE_DB = 2e-3

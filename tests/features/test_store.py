@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ausil_lib.store import HEADER_FILE, FeatureStore, StoreError, shard_name
+from ausil_lib.features.store import HEADER_FILE, FeatureStore, StoreError, shard_name
 
 DIM = 16
 SIGNATURE = {"backbone": "random-test", "time_step_ms": 1000, "top_db": 80.0}

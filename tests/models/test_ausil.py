@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lib.model import (
+from ausil_lib.models.ausil import (
     TF_NAME_MAP,
     VARIANTS,
     AuSiL,

@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from ausil_lib.backbone import (
+from ausil_lib.core.download import sha256_file
+from ausil_lib.models.backbone import (
     DESCRIPTOR_DIM,
     MAC_TAPS,
     BackboneWeightsError,
@@ -19,8 +20,7 @@ from ausil_lib.backbone import (
     load_backbone,
     save_state,
 )
-from ausil_lib.download import sha256_file
-from ausil_lib.weights import WeightsError, digests
+from ausil_lib.models.weights import WeightsError, digests
 
 TAP_WIDTHS = [16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 1024]
 

@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from ausil_lib.cli import main
-from ausil_lib.extraction import Extractor, feature_path, save_features
-from ausil_lib.formats import read_results, write_video_list
-from ausil_lib.tf_checkpoint import read_index
+from ausil_lib.core.formats import read_results, write_video_list
+from ausil_lib.features.extraction import Extractor, feature_path, save_features
+from ausil_lib.models.tf_checkpoint import read_index
 
-from .tf_bundle_writer import write_bundle
+from ..tf_bundle_writer import write_bundle
 
 DIMS = 2528
 

@@ -1,4 +1,4 @@
-"""Tests of the TensorFlow tensor-bundle reader (ausil_lib.tf_checkpoint).
+"""Tests of the TensorFlow tensor-bundle reader (ausil_lib.models.tf_checkpoint).
 
 The released AuSiL index (vendored under tests/data/ausil_released) pins the reader to what
 TensorFlow really writes; synthetic bundles from tests/tf_bundle_writer.py exercise round trips
@@ -17,7 +17,7 @@ import crc32c
 import numpy as np
 import pytest
 
-from ausil_lib.tf_checkpoint import (
+from ausil_lib.models.tf_checkpoint import (
     BundleHeader,
     CheckpointError,
     CheckpointNotFoundError,
@@ -29,7 +29,7 @@ from ausil_lib.tf_checkpoint import (
     unmask_crc32c,
 )
 
-from .tf_bundle_writer import (
+from ..tf_bundle_writer import (
     DTYPE_ENUM,
     entry_proto,
     header_proto,
@@ -38,7 +38,7 @@ from .tf_bundle_writer import (
     write_table,
 )
 
-RELEASED_DIR = Path(__file__).resolve().parent / "data" / "ausil_released"
+RELEASED_DIR = Path(__file__).resolve().parents[1] / "data" / "ausil_released"
 RELEASED_INDEX = RELEASED_DIR / "model.index"
 RELEASED_BLOB_ID = "a42726a9cf5c2daa5fa9e2e4ce971ab1208ab355"
 RELEASED_DATA_SIZE = 26_717_212

@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from ausil_lib.backbone import BackboneInfo, KumarCNN, MacExtractor
-from ausil_lib.extraction import Extractor
-from ausil_lib.features import FeatureConfig
-from ausil_lib.model import AuSiL, SimilarityCNN, learn_pca, triplet_loss
-from ausil_lib.retrieval import AusilMethod, ausil_scores, run_similarity
-from ausil_lib.training import global_vectors, mine_triplets
-from ausil_lib.transforms import apply_chain
+from ausil_lib.audio.transforms import apply_chain
+from ausil_lib.features.extraction import Extractor
+from ausil_lib.features.logmel import FeatureConfig
+from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, triplet_loss
+from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
+from ausil_lib.models.training import global_vectors, mine_triplets
+from ausil_lib.retrieval.runner import AusilMethod, ausil_scores, run_similarity
 
-from .helpers import SR, chords
+from ..helpers import SR, chords
 
 
 def noisy_copy(x: np.ndarray, scale: float, seed: int) -> np.ndarray:
@@ -169,8 +169,8 @@ def test_similarity_runner_writes_results_and_resumes(extractor: Extractor, tmp_
 
 def _tiny_training_setup(tmp_path: Path) -> tuple[dict, Path, Path]:
     """Six random 'videos' with noisy copies, as feature files plus train/val annotations."""
-    from ausil_lib.extraction import feature_path, save_features
-    from ausil_lib.formats import write_annotations, write_ids
+    from ausil_lib.core.formats import write_annotations, write_ids
+    from ausil_lib.features.extraction import feature_path, save_features
 
     rng = np.random.default_rng(5)
     feats, corpus = tmp_path / "feat", tmp_path / "corpus"
@@ -206,7 +206,7 @@ def _tiny_training_setup(tmp_path: Path) -> tuple[dict, Path, Path]:
 
 
 def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypatch) -> None:
-    from ausil_lib import training
+    from ausil_lib.models import training
 
     params, feats, corpus = _tiny_training_setup(tmp_path)
     training.train_ausil(params, feats, corpus, tmp_path / "a.pt", tmp_path / "a.json", "test", progress=False)

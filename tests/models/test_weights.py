@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ausil_lib.cli import EXIT_UNREACHABLE, main
-from ausil_lib.weights import (
+from ausil_lib.models.weights import (
     ReleaseConfig,
     ReleaseFile,
     WeightsError,
@@ -22,7 +22,7 @@ from ausil_lib.weights import (
     fetch_release,
 )
 
-VENDORED_INDEX = Path(__file__).parent / "data" / "ausil_released" / "model.index"
+VENDORED_INDEX = Path(__file__).resolve().parents[1] / "data" / "ausil_released" / "model.index"
 
 
 def git_blob(data: bytes) -> str:

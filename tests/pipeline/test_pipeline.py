@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ausil_lib.audio import encode
+from ausil_lib.audio.decode import encode
 
-from .helpers import SR, chords, run_checked
+from ..helpers import SR, chords, run_checked
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALBUMS = {"alpha": ["one", "two", "three", "four"], "beta": ["five", "six", "seven"], "gamma": ["eight", "nine", "ten"]}
 
 

@@ -22,18 +22,18 @@ import pytest
 import torch
 import yaml
 
-from ausil_lib.audio import encode
-from ausil_lib.backbone import KumarCNN, save_state
-from ausil_lib.evaluation import evaluate
-from ausil_lib.formats import read_annotations, read_ids, read_video_list
-from ausil_lib.model import AuSiL
-from ausil_lib.retrieval import score_stored
-from ausil_lib.store import FeatureStore
+from ausil_lib.audio.decode import encode
+from ausil_lib.core.formats import read_annotations, read_ids, read_video_list
+from ausil_lib.features.store import FeatureStore
+from ausil_lib.models.ausil import AuSiL
+from ausil_lib.models.backbone import KumarCNN, save_state
+from ausil_lib.retrieval.evaluation import evaluate
+from ausil_lib.retrieval.runner import score_stored
 
-from .helpers import SR, chords, run_checked
+from ..helpers import SR, chords, run_checked
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AAC = ["-c:a", "aac"]
 
 FAKE_YT_DLP = r"""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ausil_lib.readme import render
+from ausil_lib.report.readme import render
 
 REPORT = {
     "date": "2026-01-01 00:00 UTC",
@@ -48,6 +48,6 @@ def test_render_needs_the_markers(tmp_path: Path) -> None:
 def test_committed_readme_matches_the_committed_reports() -> None:
     """Every generated table of README.md (speed, corpus, results, GPU, dataset budgets) equals what
     `ausil readme` renders from the committed reports and params.yaml: no stale or hand-edited number."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text(encoding="utf-8")
     assert render(text, root) == text, "README.md is stale: run `ausil readme`"

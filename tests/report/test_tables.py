@@ -10,10 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ausil_lib import report
-from ausil_lib.evaluation import evaluate_files, write_unavailable_metrics
-from ausil_lib.formats import atomic_write_json, write_annotations, write_ids, write_results, write_unavailable
-from ausil_lib.labels import NOT_AVAILABLE, RELEASED_LABEL
+from ausil_lib.core.formats import atomic_write_json, write_annotations, write_ids, write_results, write_unavailable
+from ausil_lib.core.labels import NOT_AVAILABLE, RELEASED_LABEL
+from ausil_lib.report import tables as report
+from ausil_lib.retrieval.evaluation import evaluate_files, write_unavailable_metrics
 
 # test: 3 queries; a0/a1 duplicate q0, b0 duplicates q1, c0 duplicates q2; j0 is JUNK for q0.
 TEST_IDS = ["q0", "q1", "q2", "a0", "a1", "b0", "c0", "d0", "d1", "j0"]

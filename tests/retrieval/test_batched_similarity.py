@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lib.budget import ArraySource
-from ausil_lib.model import VARIANTS, AuSiL
-from ausil_lib.retrieval import ausil_scores, score_stored
+from ausil_lib.datasets.real.budget import ArraySource
+from ausil_lib.models.ausil import VARIANTS, AuSiL
+from ausil_lib.retrieval.runner import ausil_scores, score_stored
 
 
 def trained_looking_model(variant: str, seed: int = 0) -> AuSiL:

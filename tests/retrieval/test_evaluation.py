@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from ausil_lib.evaluation import (
+from ausil_lib.core.formats import write_annotations, write_ids, write_results
+from ausil_lib.retrieval.evaluation import (
     RECALL_LEVELS,
     EvaluationResult,
     average_precision,
@@ -20,7 +21,6 @@ from ausil_lib.evaluation import (
     interpolated_pr,
     rank_videos,
 )
-from ausil_lib.formats import write_annotations, write_ids, write_results
 
 # Shared small case. Dataset: q, a, b, c, d, e, f (7 ids). "zz" is not in the dataset.
 # Relevant to q: a, c, d (d never appears in the results).

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ausil_lib.cli import main
-from ausil_lib.formats import read_results, write_video_list
+from ausil_lib.core.formats import read_results, write_video_list
 
-from .helpers import SR, chords
+from ..helpers import SR, chords
 
 pytestmark = pytest.mark.slow
 

@@ -25,11 +25,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .audio import encode, load_audio
-from .download import sha256_file
-from .formats import atomic_write_json, write_annotations, write_ids, write_video_list
+from ...audio.decode import encode, load_audio
+from ...audio.transforms import apply_chain
+from ...core.download import sha256_file
+from ...core.formats import atomic_write_json, write_annotations, write_ids, write_video_list
 from .sources import Recording, load_manifest
-from .transforms import apply_chain
 
 SPLITS = ("train", "val", "test")
 JUNK = "JUNK"

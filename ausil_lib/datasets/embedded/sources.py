@@ -22,9 +22,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .audio import AudioError, encode, load_audio
-from .download import sha256_file
-from .formats import atomic_write_json
+from ...audio.decode import AudioError, encode, load_audio
+from ...core.download import sha256_file
+from ...core.formats import atomic_write_json
 
 AUDIO_EXTENSIONS = {".ogg", ".oga", ".opus", ".mp3", ".flac", ".wav", ".m4a", ".aac", ".mp4", ".mkv", ".webm"}
 

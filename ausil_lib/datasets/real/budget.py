@@ -16,9 +16,12 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .backbone import DESCRIPTOR_DIM
-from .model import AuSiL
-from .retrieval import score_stored
+from ...core.numerics import apply_torch_settings
+from ...models.ausil import AuSiL
+from ...models.backbone import DESCRIPTOR_DIM
+from ...retrieval.runner import score_stored
+
+apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 GB = 1e9
 FLAC_BYTES_PER_S = 44100 * 2 * 0.6  # mono 16-bit at 44.1 kHz, FLAC at about 60 % of PCM

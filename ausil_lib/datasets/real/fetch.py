@@ -7,7 +7,7 @@ skipped, requests are spaced by a minimum interval, and every id's last outcome 
 are not requested again. A per-video failure is recorded, never fatal.
 
 SVD, VCDB and EVVE come as archives: :func:`fetch_archives` downloads them with
-:func:`ausil_lib.download.fetch` (SHA-256 checked), refuses members that would land outside
+:func:`ausil_lib.core.download.fetch` (SHA-256 checked), refuses members that would land outside
 the extraction folder, and leaves a marker per archive so that a finished extraction is not
 redone.
 """
@@ -31,9 +31,9 @@ from urllib.parse import unquote, urlsplit
 
 from tqdm import tqdm
 
-from . import download
-from .download import DownloadError
-from .formats import PathLike, atomic_write_json, atomic_write_text
+from ...core import download
+from ...core.download import DownloadError
+from ...core.formats import PathLike, atomic_write_json, atomic_write_text
 
 __all__ = [
     "ArchiveSpec",

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ...core.formats import FormatError, read_annotations, read_ids, write_annotations, write_ids, write_video_list
 from .fetch import media_id
-from .formats import FormatError, read_annotations, read_ids, write_annotations, write_ids, write_video_list
 
 DA = "DA"
 FIVR_LABELS = ("ND", "DS", "CS", "IS")

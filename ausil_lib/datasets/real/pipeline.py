@@ -26,9 +26,9 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
-from . import datasets as ds
-from .audio import AudioError, encode, load_audio
-from .formats import atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
+from ...audio.decode import AudioError, encode, load_audio
+from ...core.formats import atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
+from . import loaders as ds
 
 KINDS = ("fivr", "svd", "vcdb", "evve")
 FLAC = ["-c:a", "flac"]
@@ -189,7 +189,7 @@ def fetch_drive_file(
     pinned (then the caller records the digest it gets). A digest that does not match, of the file
     present or of a fresh download (which is then discarded), raises ChecksumError naming the file
     and both digests; a downloader that fails raises DownloadError with its reason on one line."""
-    from .download import DownloadError, sha256_file
+    from ...core.download import DownloadError, sha256_file
 
     dest = Path(dest)
     want = sha256.lower() if sha256 else None
@@ -236,7 +236,7 @@ def authors_audio_annotation(
     dataset's part and write it to raw/AUTHORS_AUDIO_FILE; return what was done (digest included),
     or None when the dataset does not use it (`use_authors_audio_annotation` false, a
     `layout.audio_annotation` of its own, or not FIVR / SVD)."""
-    from .download import DownloadError
+    from ...core.download import DownloadError
 
     cfg, base = dataset_config(params, name), dataset_dir(params, name)
     if (
@@ -337,7 +337,7 @@ def stage_annotations(
 
 
 def youtube_config(params: Mapping[str, Any]):
-    from .config import from_section
+    from ...core.config import from_section
     from .fetch import YoutubeConfig
 
     return from_section(YoutubeConfig, params.get("datasets", {}).get("youtube", {}), "datasets.youtube")
@@ -387,7 +387,7 @@ def render_speed_copies(
     """Each query re-rendered at each factor (tempo and pitch together, as the paper); resumable.
 
     Returns (speed copy id -> path, query id -> reason for queries that could not be decoded)."""
-    from .transforms import apply_chain  # audiomentations is heavy; only this step needs it
+    from ...audio.transforms import apply_chain  # audiomentations is heavy; only this step needs it
 
     made: dict[str, str] = {}
     failed: dict[str, str] = {}
@@ -487,8 +487,8 @@ def stage_evaluate(
 
     AuSiL scores all queries against the stored collection in one pass (GPU-batched); the baselines
     go through the same runner as on the embedded corpus, one query at a time."""
-    from .evaluation import evaluate_files
-    from .retrieval import BASELINES, baseline_method, run_similarity
+    from ...retrieval.evaluation import evaluate_files
+    from ...retrieval.runner import BASELINES, baseline_method, run_similarity
 
     base = dataset_dir(params, name)
     summary = json.loads(
@@ -542,11 +542,11 @@ def _score_ausil(
     res_dir: Path,
     progress: bool,
 ) -> None:
-    from .config import resolve_device
-    from .formats import write_results
-    from .model import load_model
-    from .retrieval import score_stored, write_failure_report
-    from .store import FeatureStore
+    from ...core.config import resolve_device
+    from ...core.formats import write_results
+    from ...features.store import FeatureStore
+    from ...models.ausil import load_model
+    from ...retrieval.runner import score_stored, write_failure_report
 
     model, _meta = load_model(model_path, variant)
     store = FeatureStore(features_dir, readonly=True)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from ausil_lib.audio import encode, load_audio
-from ausil_lib.corpus import DA, JUNK, build_corpus
-from ausil_lib.formats import read_annotations, read_ids, read_video_list
-from ausil_lib.sources import fetch_sources, load_manifest
+from ausil_lib.audio.decode import encode, load_audio
+from ausil_lib.core.formats import read_annotations, read_ids, read_video_list
+from ausil_lib.datasets.embedded.corpus import DA, JUNK, build_corpus
+from ausil_lib.datasets.embedded.sources import fetch_sources, load_manifest
 
-from .helpers import SR, chords
+from ...helpers import SR, chords
 
 pytestmark = pytest.mark.slow
 
@@ -160,7 +160,7 @@ def test_two_builds_are_identical(corpus, tmp_path: Path) -> None:
 
 def test_rebuild_resumes_without_rendering(corpus, monkeypatch) -> None:
     params, root, out = corpus
-    from ausil_lib import corpus as corpus_module
+    from ausil_lib.datasets.embedded import corpus as corpus_module
 
     def fail(*_args, **_kwargs):
         raise AssertionError("a finished clip was rendered again")

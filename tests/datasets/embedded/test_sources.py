@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ausil_lib.sources import SourceError, verify_against_dvc
+from ausil_lib.datasets.embedded.sources import SourceError, verify_against_dvc
 
 
 @pytest.fixture

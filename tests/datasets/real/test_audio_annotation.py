@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from ausil_lib import cli
-from ausil_lib import dataset_pipeline as dp
-from ausil_lib import datasets as ds
+from ausil_lib.datasets.real import loaders as ds
+from ausil_lib.datasets.real import pipeline as dp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 DRIVE_ID = "1Vr3NhySehJiNKIWJCicYK4pN9SjOwZ3N"
 
 # FIVR queries are YouTube ids; one contains "SvD" as a real id may, and must still count as a FIVR query

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ausil_lib import download
-from ausil_lib import fetch as fetch_mod
-from ausil_lib.download import DownloadError
-from ausil_lib.fetch import ArchiveSpec, YoutubeConfig, download_youtube, fetch_archives
+from ausil_lib.core import download
+from ausil_lib.core.download import DownloadError
+from ausil_lib.datasets.real import fetch as fetch_mod
+from ausil_lib.datasets.real.fetch import ArchiveSpec, YoutubeConfig, download_youtube, fetch_archives
 
 AUDIO = b"fake m4a audio payload"
 

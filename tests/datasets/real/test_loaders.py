@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ausil_lib import datasets as ds
+from ausil_lib.datasets.real import loaders as ds
 
 
 def yt(i: int) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ausil_lib import budget
-from ausil_lib import dataset_pipeline as dp
+from ausil_lib.datasets.real import budget
+from ausil_lib.datasets.real import pipeline as dp
 
 
 def params(tmp_path: Path, **cfg) -> dict:

@@ -1,0 +1,1 @@
+"""Foundation: configuration, file formats, shared names, numerics pinning and downloads; imports nothing above it."""

@@ -1,0 +1,1 @@
+"""Where queries and databases come from: the embedded corpus and the real benchmark datasets."""

@@ -1,0 +1,1 @@
+"""The embedded corpus: pinned source recordings and the transformed clips built from them."""

@@ -1,0 +1,1 @@
+"""The networks: the MAC backbone and its training, AuSiL and its training, the authors' released weights."""

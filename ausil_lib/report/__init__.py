@@ -1,0 +1,1 @@
+"""Results for readers: notebook tables and figures, and the README's generated tables."""

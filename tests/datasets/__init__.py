@@ -1,0 +1,1 @@
+"""Tests of ausil_lib.datasets."""

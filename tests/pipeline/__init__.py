@@ -1,0 +1,1 @@
+"""Tests of whole pipelines: the DVC pipeline on the embedded corpus and on a miniature real dataset."""
