@@ -791,7 +791,9 @@ def run_notebooks(
     to ``out_dir`` atomically and return the written paths.
 
     The ``python3`` kernel's ``python`` is replaced by this interpreter (jupyter_client does so for a
-    bare ``python``), so the notebooks see the same environment as the caller.
+    bare ``python``), so the notebooks see the same environment as the caller. The kernel runs in
+    ``root`` and gets ``root = "."``, and papermill's record of the paths is reduced to file names, so
+    a committed rendering names no directory of the machine that made it.
     """
     # Imported here: the kernels import this module, and they need neither.
     import nbformat
@@ -808,12 +810,15 @@ def run_notebooks(
         executed = papermill.execute_notebook(
             str(notebook),
             None,
-            parameters={"root": str(root_abs)},
+            parameters={"root": "."},
             kernel_name="python3",
             cwd=str(root_abs),
             progress_bar=False,
             log_output=False,
         )
+        record = executed.metadata.get("papermill", {})
+        record["input_path"] = f"notebooks/{notebook.name}"
+        record["output_path"] = None
         target = Path(out_dir, notebook.name)
         atomic_write_text(target, nbformat.writes(executed))
         written.append(target)

@@ -264,7 +264,12 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     assert len(images) == 2  # one figure per PR cell, not duplicated by pyplot
     html = (out / "main_comparison.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in html and report.NOT_RUN in html
-    assert str(fake_root.resolve()) in (out / "timings.ipynb").read_text(encoding="utf-8")  # parameter injected
+    timings = nbformat.read(out / "timings.ipynb", as_version=4)
+    injected = [c for c in timings.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'root = "."' in injected[0].source
+    for path in written:  # no directory of this machine in a rendering that gets committed
+        text = path.read_text(encoding="utf-8")
+        assert str(fake_root.resolve()) not in text and str(tmp_path) not in text, path.name
 
 
 def test_real_dataset_table(tmp_path: Path) -> None:
