@@ -84,7 +84,7 @@ DA, JUNK = "DA", "JUNK"
 NOT_RUN = "not run"
 NOT_IN_PAPER = "–"
 PAPER_PREFIX = "paper"
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 # --------------------------------------------------------------------------- the paper's numbers
 
