@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.formats import atomic_path
+
 
 class AudioError(RuntimeError):
     """A file whose audio cannot be used; the message names the file and the reason."""
@@ -174,8 +176,6 @@ def encode(
     video (used to build test files and the embedded corpus).  Written atomically.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
     cmd = [find_ffmpeg(ffmpeg), "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     if still_image:
@@ -186,9 +186,8 @@ def encode(
         cmd += ["-map", "0:v:0", "-map", "1:a:0"]
     # strict interleaving: otherwise packet order depends on how fast the pipe delivers the audio
     cmd += ["-fflags", "+bitexact", "-flags", "+bitexact", "-map_metadata", "-1", "-max_interleave_delta", "0"]
-    cmd += list(codec_args or []) + [str(tmp)]
-    proc = subprocess.run(cmd, input=pcm, capture_output=True, check=False)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise AudioError(path, "ffmpeg could not encode: " + proc.stderr.decode("utf-8", "replace").strip()[-300:])
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:  # ffmpeg picks the container by the extension
+        proc = subprocess.run([*cmd, *(codec_args or []), str(tmp)], input=pcm, capture_output=True, check=False)
+        if proc.returncode != 0:
+            reason = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+            raise AudioError(path, "ffmpeg could not encode: " + reason)

@@ -25,6 +25,7 @@ import torch
 
 from ..audio.decode import AudioError, load_audio
 from ..core.config import from_section, resolve_device
+from ..core.formats import atomic_write
 from ..core.numerics import apply_torch_settings
 from ..features.extraction import feature_path
 
@@ -170,19 +171,17 @@ class Fingerprints:
         return int(self.nonempty.sum())
 
     def to_npz(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically (temp file + rename) so an interrupted run never leaves a half file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
+        """Write atomically so an interrupted run never leaves a half file."""
+        atomic_write(
+            path,
+            lambda fh: np.savez_compressed(
                 fh,
                 method=np.array(self.method),
                 values=self.values,
                 nonempty=self.nonempty,
                 settings=np.array(self.settings),
-            )
-        os.replace(tmp, path)
+            ),
+        )
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike[str]) -> Fingerprints:

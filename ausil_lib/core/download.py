@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .formats import atomic_path
+
 
 class DownloadError(RuntimeError):
     """The file could not be fetched or did not match its checksum; the message says which and why."""
@@ -27,27 +29,25 @@ def fetch(
     dest = Path(dest)
     if dest.is_file() and sha256 and sha256_file(dest) == sha256.lower():
         return sha256.lower()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
     digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(tmp, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr
-            ) as bar:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise DownloadError(f"{url}: download failed ({exc})") from exc
-    got = digest.hexdigest()
-    if sha256 and got != sha256.lower():
-        tmp.unlink(missing_ok=True)
-        raise DownloadError(f"{url}: SHA-256 {got} does not match the expected {sha256.lower()}; download discarded")
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:  # a failed or refused download leaves nothing behind
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp, open(tmp, "wb") as out:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress, file=sys.stderr
+                ) as bar:
+                    for block in iter(lambda: resp.read(1 << 20), b""):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise DownloadError(f"{url}: download failed ({exc})") from exc
+        got = digest.hexdigest()
+        if sha256 and got != sha256.lower():
+            raise DownloadError(
+                f"{url}: SHA-256 {got} does not match the expected {sha256.lower()}; download discarded"
+            )
     return got
 
 

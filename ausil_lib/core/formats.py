@@ -3,7 +3,8 @@
 Every reader validates what it loads and raises :class:`FormatError` naming the file, the
 reason and, for text files, the line, so that a malformed input stops a run at once instead of
 surfacing later as a wrong metric. Every writer goes through :func:`atomic_write_text`, so an
-interrupted run never leaves a half-written file that a later stage would trust.
+interrupted run never leaves a half-written file that a later stage would trust; files written by
+other code (ffmpeg, torch.save, downloaders) go through :func:`atomic_path`, the same temp-then-rename.
 
 Formats:
 
@@ -21,13 +22,15 @@ import json
 import math
 import os
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 __all__ = [
     "FormatError",
     "PathLike",
+    "atomic_path",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
@@ -70,26 +73,38 @@ class FormatError(ValueError):
 # --------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Have `write` fill a binary handle so that ``path`` is either the old file or the complete new one.
+@contextmanager
+def atomic_path(path: PathLike, keep_suffix: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (ffmpeg, torch.save,
+    a downloader); on leaving the block it becomes ``path`` in one rename, so ``path`` is either the old
+    file or the complete new one.
 
-    The data goes to a temporary file ``.<name>.<pid>.<random>.tmp`` in the same directory (same file
-    system, so the final ``os.replace`` is atomic) and is flushed to disk before the rename. Parent
-    directories are created. The temporary file is removed if anything fails.
+    The temporary file ``.<name>.<pid>.<random>.tmp`` is in the same directory (same file system, so
+    ``os.replace`` is atomic); ``keep_suffix`` appends the file's extension for writers that choose the
+    format by it. Parent directories are created. If the block raises, the temporary file is removed
+    and ``path`` is left as it was.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}{TMP_SUFFIX}")
+    suffix = TMP_SUFFIX + (target.suffix if keep_suffix else "")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(8)}{suffix}")
     try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Have `write` fill a binary handle so that ``path`` is either the old file or the complete new one
+    (see :func:`atomic_path`); the data is flushed to disk before the rename."""
+    with atomic_path(path) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..audio.decode import AudioError, load_audio
 from ..core.config import resolve_device
+from ..core.formats import atomic_write, atomic_write_text
 from ..core.numerics import apply_torch_settings
 from ..models.backbone import BackboneInfo, MacExtractor, load_backbone
 from .logmel import FeatureConfig, SegmentFrontEnd
@@ -55,11 +56,12 @@ class VideoFeatures:
 
 
 def save_features(path: Path, descriptors: np.ndarray, meta: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, descriptors=descriptors.astype(np.float32), meta=np.array(json.dumps(dict(meta), sort_keys=True)))
-    os.replace(tmp, path)
+    atomic_write(
+        path,
+        lambda fh: np.savez(
+            fh, descriptors=descriptors.astype(np.float32), meta=np.array(json.dumps(dict(meta), sort_keys=True))
+        ),
+    )
 
 
 def load_features(path: str | os.PathLike[str]) -> VideoFeatures:
@@ -256,9 +258,7 @@ def write_failures(path: Path, failed: Mapping[str, tuple[str, str]]) -> None:
     """One tab-separated line per failed video: id, path, reason (header line first)."""
     lines = ["video_id\tpath\treason"]
     lines += [f"{vid}\t{p}\t{reason}".replace("\n", " ") for vid, (p, reason) in sorted(failed.items())]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 class FeatureDir:

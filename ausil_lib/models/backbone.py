@@ -20,6 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.config import full_float32
 from ..core.download import sha256_file
+from ..core.formats import atomic_path
 from ..core.numerics import apply_torch_settings
 from .weights import ReleaseConfig, check
 
@@ -205,11 +206,8 @@ class BackboneInfo:
 
 def save_state(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str, Any]) -> None:
     """Project format for trained networks (backbone, AuSiL): torch.save({'state_dict', 'meta'}), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
 
 
 def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:

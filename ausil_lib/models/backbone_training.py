@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..audio.decode import load_audio
 from ..audio.transforms import apply_chain
 from ..core.config import resolve_device
-from ..core.formats import atomic_write_json
+from ..core.formats import atomic_path, atomic_write_json
 from ..core.numerics import apply_torch_settings, numerics_settings
 from ..datasets.embedded.sources import Recording, load_manifest
 from ..features.logmel import FeatureConfig, LogMel
@@ -199,17 +199,13 @@ def _checkpoint(
     curve: list[dict[str, Any]],
     cfg: Mapping[str, Any],
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "elapsed": elapsed,
-            "curve": curve,
-            "config": dict(cfg),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "elapsed": elapsed,
+        "curve": curve,
+        "config": dict(cfg),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..core.config import resolve_device
-from ..core.formats import atomic_write_json, read_annotations, read_ids
+from ..core.formats import atomic_path, atomic_write_json, read_annotations, read_ids
 from ..core.numerics import apply_torch_settings, numerics_settings
 from ..datasets.embedded.corpus import DA, JUNK
 from ..features.extraction import open_features
@@ -222,7 +222,5 @@ def train_ausil(
 
 
 def _checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)

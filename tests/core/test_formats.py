@@ -11,6 +11,7 @@ import pytest
 
 from ausil_lib.core.formats import (
     FormatError,
+    atomic_path,
     atomic_write_json,
     atomic_write_text,
     read_annotations,
@@ -215,6 +216,26 @@ def test_failed_atomic_write_keeps_old_file_and_no_temp(tmp_path: Path, monkeypa
         atomic_write_text(path, "new\n")
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_renames_on_success_and_keeps_the_extension(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "clip.mp4"
+    with atomic_path(path, keep_suffix=True) as tmp:
+        assert tmp.parent == path.parent and tmp.name.startswith(".clip.mp4.") and tmp.suffix == ".mp4"
+        assert not path.exists()  # nothing at the target until the block ends
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new"
+    assert [p.name for p in path.parent.iterdir()] == ["clip.mp4"]
+
+
+def test_atomic_path_keeps_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="writer died"), atomic_path(path) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer died")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
 def test_unserialisable_json_is_refused_before_writing(tmp_path: Path) -> None:

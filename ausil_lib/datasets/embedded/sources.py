@@ -24,7 +24,7 @@ import numpy as np
 
 from ...audio.decode import AudioError, encode, load_audio
 from ...core.download import sha256_file
-from ...core.formats import atomic_write_json
+from ...core.formats import atomic_write_json, atomic_write_text
 
 AUDIO_EXTENSIONS = {".ogg", ".oga", ".opus", ".mp3", ".flac", ".wav", ".m4a", ".aac", ".mp4", ".mkv", ".webm"}
 
@@ -267,7 +267,7 @@ def verify_against_dvc(dvc_file: str | os.PathLike[str], strict: bool = True) ->
         repo.commit(str(target), force=True)
     if _pins(target.read_text(encoding="utf-8")) == _pins(pinned) or not strict:
         return
-    target.write_text(pinned, encoding="utf-8")
+    atomic_write_text(target, pinned)
     raise SourceError(
         f"the fetched sources differ from the pins in {target}: a different package version or "
         "espeak-ng build produced other bytes. Re-run with --accept to pin these sources on purpose."

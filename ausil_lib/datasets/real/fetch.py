@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ...core import download
 from ...core.download import DownloadError
-from ...core.formats import PathLike, atomic_write_json, atomic_write_text
+from ...core.formats import PathLike, atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = [
     "ArchiveSpec",
@@ -376,9 +376,8 @@ def _extract(archive: Path, extract_dir: Path) -> int:
         raise DownloadError(f"{name}: extraction failed ({exc})") from exc
     target = extract_dir / name
     if target.resolve() != archive.resolve():
-        tmp = target.with_name(f".{name}.tmp{os.getpid()}")
-        shutil.copyfile(archive, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(archive, tmp)
     return 1
 
 

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from tqdm import tqdm
 
 from ...audio.decode import AudioError, encode, load_audio
-from ...core.formats import atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
+from ...core.formats import atomic_path, atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
 from . import loaders as ds
 
 KINDS = ("fivr", "svd", "vcdb", "evve")
@@ -201,24 +201,19 @@ def fetch_drive_file(
                 "(datasets.audio_annotation.sha256); remove the file to download it again"
             )
         return got, False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        (downloader or gdown_download)(drive_id, tmp, quiet=not progress)
-        if not tmp.is_file():
-            raise DownloadError("the downloader wrote no file")
-        got = sha256_file(tmp)
-    except Exception as exc:  # noqa: BLE001 -- gdown raises requests', its own and OS errors alike
-        tmp.unlink(missing_ok=True)
-        raise DownloadError(_one_line(exc)) from exc
-    if want and got != want:
-        tmp.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"{dest}: SHA-256 {got} of the download does not match the expected {want} "
-            "(datasets.audio_annotation.sha256); download discarded"
-        )
-    os.replace(tmp, dest)
+    with atomic_path(dest) as tmp:  # a refused or failed download leaves nothing behind
+        try:
+            (downloader or gdown_download)(drive_id, tmp, quiet=not progress)
+            if not tmp.is_file():
+                raise DownloadError("the downloader wrote no file")
+            got = sha256_file(tmp)
+        except Exception as exc:  # noqa: BLE001 -- gdown raises requests', its own and OS errors alike
+            raise DownloadError(_one_line(exc)) from exc
+        if want and got != want:
+            raise ChecksumError(
+                f"{dest}: SHA-256 {got} of the download does not match the expected {want} "
+                "(datasets.audio_annotation.sha256); download discarded"
+            )
     return got, True
 
 
