@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .core.config import load_params
-from .core.labels import NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
+from .core.labels import DA, NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="results JSON")
     p.add_argument("--annotations", required=True, help="annotation JSON")
     p.add_argument("--dataset-ids", required=True, help="file with the dataset's video ids, one per line")
-    p.add_argument("--relevant-labels", default="DA", help="comma-separated relevant labels (default: %(default)s)")
+    p.add_argument("--relevant-labels", default=DA, help="comma-separated relevant labels (default: %(default)s)")
     p.add_argument("--metrics", default=None, help="metrics JSON to write (default: RESULTS.metrics.json)")
     p.add_argument("--pr", default=None, help="PR points JSON to write (default: RESULTS.pr.json)")
     p.add_argument(

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from ..core.config import resolve_device
 from ..core.formats import atomic_path, atomic_write_json, read_annotations, read_ids
+from ..core.labels import DA, JUNK
 from ..core.numerics import apply_torch_settings, numerics_settings
-from ..datasets.embedded.corpus import DA, JUNK
 from ..features.extraction import open_features
 from ..retrieval.evaluation import evaluate
 from ..retrieval.runner import ausil_scores

@@ -33,7 +33,7 @@ from ausil_lib.core.formats import (
     read_results,
     read_unavailable,
 )
-from ausil_lib.core.labels import RELEASED_LABEL, RELEASED_RUN
+from ausil_lib.core.labels import DA, JUNK, RELEASED_LABEL, RELEASED_RUN, speed_copy_id, speed_copy_of
 from ausil_lib.retrieval.evaluation import evaluate
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "run_column",
     "run_label",
     "run_notebooks",
-    "speed_copy_id",
     "speed_factors",
     "speed_table",
     "time_step_table",
@@ -80,7 +79,6 @@ __all__ = [
 NAN = math.nan
 SETS = ("test", "test_speed")
 SPEED_SET = "test_speed"
-DA, JUNK = "DA", "JUNK"
 NOT_RUN = "not run"
 NOT_IN_PAPER = "–"
 PAPER_PREFIX = "paper"
@@ -396,11 +394,6 @@ def corpus_table(root: PathLike) -> pd.DataFrame:
 # --------------------------------------------------------------------------- speed protocol
 
 
-def speed_copy_id(query: str, factor: float) -> str:
-    """Id of the speed-changed copy of a query, as the corpus builder names it."""
-    return f"{query}_x{factor:g}"
-
-
 def _speed_paths(root: PathLike) -> tuple[Path, Path]:
     bench = Path(root, "data", "corpus", SPEED_SET)
     return bench / "annotation.json", bench / "dataset_ids.txt"
@@ -412,12 +405,8 @@ def speed_factors(root: PathLike) -> list[float]:
     if not (annotation.is_file() and ids.is_file()):
         return []
     queries = set(read_annotations(annotation))
-    factors = set()
-    for video in read_ids(ids):
-        query, sep, factor = video.rpartition("_x")
-        if sep and query in queries and re.fullmatch(r"\d+(?:\.\d+)?", factor):
-            factors.add(float(factor))
-    return sorted(factors)
+    copies = [speed_copy_of(video) for video in read_ids(ids)]
+    return sorted({copy[1] for copy in copies if copy and copy[0] in queries})
 
 
 def factor_annotations(

@@ -29,11 +29,10 @@ from ...audio.decode import encode, load_audio
 from ...audio.transforms import apply_chain
 from ...core.download import sha256_file
 from ...core.formats import atomic_write_json, write_annotations, write_ids, write_video_list
+from ...core.labels import DA, JUNK, speed_copy_id
 from .sources import Recording, load_manifest
 
 SPLITS = ("train", "val", "test")
-JUNK = "JUNK"
-DA = "DA"
 CODECS: dict[str, tuple[list[str], bool]] = {
     "mp4": (["-c:v", "libx264", "-threads", "1", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "128k"], True),
     "webm": (["-c:v", "libvpx", "-threads", "1", "-c:a", "libopus", "-b:a", "96k"], True),
@@ -350,7 +349,7 @@ def speed_copies(clips: Sequence[Clip], factors: Sequence[float], split: str) ->
         for f in factors:
             out.append(
                 Clip(
-                    f"{q.clip_id}_x{f:g}",
+                    speed_copy_id(q.clip_id, f),
                     split,
                     "speed",
                     f"x{f:g}",
@@ -572,8 +571,8 @@ def build_corpus(
         "recordings": {r.rec_id: {**r.to_dict(), "split": split_of[r.group]} for r in recordings},
         "clips": [c.to_dict() for c in clips],
         "labels": {
-            "DA": f"shares >= {cfg['min_shared_s']} s of the query segment (source time)",
-            "JUNK": "holds material of the query's variant group without sharing the segment: left out "
+            DA: f"shares >= {cfg['min_shared_s']} s of the query segment (source time)",
+            JUNK: "holds material of the query's variant group without sharing the segment: left out "
             "of that query's ranking",
         },
     }

@@ -40,9 +40,9 @@ from typing import Any
 import numpy as np
 
 from ...core.formats import FormatError, read_annotations, read_ids, write_annotations, write_ids, write_video_list
+from ...core.labels import DA, speed_copy_id
 from .fetch import media_id
 
-DA = "DA"
 FIVR_LABELS = ("ND", "DS", "CS", "IS")
 # FIVR's three visual tasks and the labels each counts as relevant (FIVR evaluation.py)
 VISUAL_TASKS = {"dsvr": ["ND", "DS"], "csvr": ["ND", "DS", "CS"], "isvr": ["ND", "DS", "CS", "IS"]}
@@ -529,14 +529,10 @@ def speed_benchmark(
     database = {v: p for v, p in bench.database.items() if v not in originally_da}
     ann = {}
     for q in bench.queries:
-        copies = [speed_id(q, f) for f in factors if speed_id(q, f) in speed_media]
+        copies = [speed_copy_id(q, f) for f in factors if speed_copy_id(q, f) in speed_media]
         database.update({c: speed_media[c] for c in copies})
         ann[q] = {DA: copies}
     return TaskFiles(name or f"{bench.name}_speed", dict(bench.queries), database, ann, [DA])
-
-
-def speed_id(video_id: str, factor: float) -> str:
-    return f"{video_id}_x{factor:g}"
 
 
 # ------------------------------------------------------------------ the AuSiL authors' audio annotation

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ...audio.decode import AudioError, encode, load_audio
 from ...core.formats import atomic_path, atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
+from ...core.labels import DA, speed_copy_id
 from . import loaders as ds
 
 KINDS = ("fivr", "svd", "vcdb", "evve")
@@ -107,7 +108,7 @@ def compose_tasks(cfg: Mapping[str, Any], base: Path) -> tuple[dict[str, dict[st
         else:
             sub = ds.fivr_full(fivr)
         if fivr.audio_queries():
-            tasks["audio"] = _task(sub, [ds.DA], speed=True)
+            tasks["audio"] = _task(sub, [DA], speed=True)
         visual_queries = sorted(fivr.annotation) if not subset_cfg else sub.queries
         visual = ds.Subset(visual_queries, sub.database, ds.restrict(fivr.annotation, visual_queries, sub.database))
         for task, labels in ds.VISUAL_TASKS.items():
@@ -120,14 +121,14 @@ def compose_tasks(cfg: Mapping[str, Any], base: Path) -> tuple[dict[str, dict[st
         )
         report = svd.report
         if svd.audio:
-            tasks["audio"] = _task(ds.svd_audio(svd), [ds.DA], speed=True)
+            tasks["audio"] = _task(ds.svd_audio(svd), [DA], speed=True)
         tasks["visual"] = _task(ds.svd_visual(svd, bool(cfg.get("include_unlabeled", False))), [ds.POS], role="visual")
     elif kind == "vcdb":
         report = ds.LoadReport()
         pairs = ds.load_vcdb(_raw_path(base, cfg, "annotation_dir"))
         report.counts.update(copy_pairs=len(pairs), topics=len({p.topic for p in pairs}))
         for split, sub in ds.vcdb_splits(pairs, int(cfg.get("val_topics", 0)), int(cfg.get("seed", 0))).items():
-            tasks[split] = _task(sub, [ds.DA], role="training")
+            tasks[split] = _task(sub, [DA], role="training")
     else:
         report = ds.LoadReport()
         events = ds.load_evve(_raw_path(base, cfg, "annots_dir"))
@@ -389,7 +390,7 @@ def render_speed_copies(
     for qid, path in tqdm(
         sorted(queries.items()), desc="speed copies", unit="query", disable=not progress, file=sys.stderr
     ):
-        targets = {ds.speed_id(qid, f): out_dir / f"{ds.speed_id(qid, f)}.flac" for f in factors}
+        targets = {speed_copy_id(qid, f): out_dir / f"{speed_copy_id(qid, f)}.flac" for f in factors}
         if all(p.is_file() for p in targets.values()):
             made.update({k: str(p) for k, p in targets.items()})
             continue
@@ -404,7 +405,7 @@ def render_speed_copies(
             failed[qid] = exc.reason
             continue
         for f in factors:
-            target = targets[ds.speed_id(qid, f)]
+            target = targets[speed_copy_id(qid, f)]
             if not target.is_file():
                 encode(
                     target,
@@ -413,7 +414,7 @@ def render_speed_copies(
                     FLAC,
                     ffmpeg=audio_params.get("ffmpeg"),
                 )
-            made[ds.speed_id(qid, f)] = str(target)
+            made[speed_copy_id(qid, f)] = str(target)
     return made, failed
 
 

@@ -12,7 +12,8 @@ import yaml
 
 from ausil_lib.audio.decode import encode, load_audio
 from ausil_lib.core.formats import read_annotations, read_ids, read_video_list
-from ausil_lib.datasets.embedded.corpus import DA, JUNK, build_corpus
+from ausil_lib.core.labels import DA, JUNK
+from ausil_lib.datasets.embedded.corpus import build_corpus
 from ausil_lib.datasets.embedded.sources import fetch_sources, load_manifest
 
 from ...helpers import SR, chords

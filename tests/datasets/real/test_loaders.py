@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ausil_lib.core.labels import speed_copy_id
 from ausil_lib.datasets.real import loaders as ds
 
 
@@ -211,7 +212,7 @@ def test_available_and_speed_protocol(tmp_path: Path) -> None:
     bench = ds.available(sub, media, "audio", ["DA"], report=report)
     assert list(bench.queries) == ["q"] and bench.annotation == {"q": {"DA": ["a"]}}
     assert report.counts == {"audio_queries_missing": 1, "audio_database_missing": 1}
-    copies = {ds.speed_id("q", f): f"/s/q_x{f:g}.flac" for f in (0.5, 2.0)}
+    copies = {speed_copy_id("q", f): f"/s/q_x{f:g}.flac" for f in (0.5, 2.0)}
     speed = ds.speed_benchmark(bench, copies, [0.5, 2.0])
     assert "a" not in speed.database and set(speed.annotation["q"]["DA"]) == {"q_x0.5", "q_x2"}
     speed.write(tmp_path / "bench")
