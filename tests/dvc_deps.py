@@ -17,7 +17,7 @@ PACKAGE = ROOT / "ausil_lib"
 _SUBCOMMAND = re.compile(r"(?:^|&&|;|\|\|)\s*ausil\s+(?:--params\s+\S+\s+)?([a-z][a-z-]*)")
 
 
-def _module_file(name: str) -> Path:
+def module_file(name: str) -> Path:
     path = PACKAGE.joinpath(*name.split("."))
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
@@ -38,7 +38,7 @@ def _imports(node: ast.AST, package: str) -> set[str]:
                     found.add(inner)
                 for alias in sub.names:  # `from . import x` / `from ausil_lib import x`
                     candidate = f"{inner}.{alias.name}".lstrip(".")
-                    if _module_file(candidate).is_file():
+                    if module_file(candidate).is_file():
                         found.add(candidate)
         elif isinstance(sub, ast.Import):
             found |= {a.name.removeprefix("ausil_lib.") for a in sub.names if a.name.startswith("ausil_lib.")}
@@ -48,7 +48,7 @@ def _imports(node: ast.AST, package: str) -> set[str]:
 def module_imports(mod: str) -> set[str]:
     """The ausil_lib modules that module `mod` (relative name; `__init__` is ausil_lib itself) imports
     anywhere in its file, not following them further."""
-    path = _module_file(mod)
+    path = module_file(mod)
     if mod == "__init__":
         package = "ausil_lib"
     elif path.name == "__init__.py":
@@ -125,4 +125,4 @@ def subcommand_modules(subcommand: str) -> set[str]:
 def stage_code(cmd: str) -> set[str]:
     """Files (relative to the repository) a stage command's `ausil` calls depend on."""
     mods = set().union(*(subcommand_modules(sub) for sub in _SUBCOMMAND.findall(cmd)))
-    return {str(_module_file(m).relative_to(ROOT)) if m != "__init__" else "ausil_lib/__init__.py" for m in mods}
+    return {str(module_file(m).relative_to(ROOT)) if m != "__init__" else "ausil_lib/__init__.py" for m in mods}

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import psycopg2.extras
 
-from ..audio.decode import AudioError, load_audio
+from ..audio.decode import load_audio
 from ..core.config import from_section
+from ..retrieval.method import index_videos
 from .postgres import PostgresCluster
 
 # Importing Dejavu touches deprecated scipy.ndimage namespaces and audioop, and pydub warns when
@@ -342,13 +343,8 @@ class DejavuMethod:
     def timings(self) -> dict[str, Any]:
         return self._index.timings()
 
-    def index(self, database: Mapping[str, str]) -> dict[str, str]:
-        failures = {}
-        for vid, path in database.items():
-            try:
-                self._index.add(vid, path)
-            except AudioError as exc:
-                failures[vid] = exc.reason
+    def index(self, database: Mapping[str, str], progress: bool = True) -> dict[str, str]:
+        failures = index_videos(self.name, database, self._index.add, progress)
         self._index.finalize()
         return failures
 

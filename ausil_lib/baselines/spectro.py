@@ -23,11 +23,12 @@ import numpy as np
 import scipy.signal
 import torch
 
-from ..audio.decode import AudioError, load_audio
+from ..audio.decode import load_audio
 from ..core.config import from_section, resolve_device
 from ..core.formats import atomic_write
 from ..core.numerics import apply_torch_settings
 from ..features.extraction import feature_path
+from ..retrieval.method import index_videos
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
@@ -410,19 +411,15 @@ class SpectroMethod:
         fp.to_npz(cached)
         return fp
 
-    def index(self, database: Mapping[str, str]) -> dict[str, str]:
-        failures = {}
-        for vid, path in database.items():
-            try:
-                fp = self.fingerprints(vid, path)
-            except AudioError as exc:
-                failures[vid] = exc.reason
-                continue
-            if fp.nonempty.any():
-                self.db[vid] = fp
-            else:
-                failures[vid] = "no non-empty fingerprint (silent or too short)"
-        return failures
+    def index(self, database: Mapping[str, str], progress: bool = True) -> dict[str, str]:
+        return index_videos(self.name, database, self._add, progress)
+
+    def _add(self, vid: str, path: str) -> str | None:
+        fp = self.fingerprints(vid, path)
+        if not fp.nonempty.any():
+            return "no non-empty fingerprint (silent or too short)"
+        self.db[vid] = fp
+        return None
 
     def query(self, query_id: str, path: str) -> dict[str, float]:
         q = self.fingerprints(query_id, path)

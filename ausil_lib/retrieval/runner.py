@@ -24,21 +24,9 @@ from ..core.formats import atomic_write_json, atomic_write_text, write_results
 from ..core.numerics import apply_torch_settings, numerics_settings
 from ..features.extraction import Extractor, feature_path, is_current, load_features
 from ..models.ausil import AuSiL, repeat_to
+from .method import Method, index_videos
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
-
-
-class Method(Protocol):
-    """A retrieval method as the runner sees it."""
-
-    name: str
-    label: str  # what produced the numbers (method, backbone, variant, parameters)
-
-    def index(self, database: Mapping[str, str]) -> dict[str, str]:
-        """Prepare every database video; return {video id: reason} for those that failed."""
-
-    def query(self, query_id: str, path: str) -> dict[str, float]:
-        """Similarity of one query to every indexed video."""
 
 
 def run_similarity(
@@ -57,7 +45,7 @@ def run_similarity(
         if saved.get("method") == method.label and saved.get("database") == sorted(database):
             done = saved["results"]
     start = time.perf_counter()
-    failures = method.index(database)
+    failures = method.index(database, progress=progress)
     index_s = time.perf_counter() - start
     query_s = 0.0
     todo = [q for q in queries if q not in done]
@@ -128,14 +116,11 @@ class AusilMethod:
     def embed(self, desc: np.ndarray) -> torch.Tensor:
         return self.model.embed(torch.from_numpy(desc).to(self.device))
 
-    def index(self, database: Mapping[str, str]) -> dict[str, str]:
-        failures = {}
-        for vid, path in database.items():
-            try:
-                self.db[vid] = self.embed(self.descriptors(vid, path))
-            except AudioError as exc:
-                failures[vid] = exc.reason
-        return failures
+    def index(self, database: Mapping[str, str], progress: bool = True) -> dict[str, str]:
+        return index_videos(self.name, database, self._add, progress)
+
+    def _add(self, vid: str, path: str) -> None:
+        self.db[vid] = self.embed(self.descriptors(vid, path))
 
     @torch.no_grad()
     def query(self, query_id: str, path: str) -> dict[str, float]:
