@@ -8,6 +8,8 @@ settings are changed: its function arguments and the module-level settings of
 Dejavu returns only its top 2 songs and not the score it ranks them by, so `DejavuIndex.query`
 regroups Dejavu's own matches by (song, offset difference) as its `align_matches` does and
 scores every song by its largest group (the aligned-hash count), giving a full ranking.
+What this relies on about the published package (install, PostgreSQL, parameters, scores) is in
+docs/dejavu-notes.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""A throwaway PostgreSQL cluster for the Dejavu baseline: created in a temporary directory, never outliving the run."""
+"""A throwaway PostgreSQL cluster for the Dejavu baseline: created in a temporary directory, never outliving the run.
+
+How PostgreSQL behaves here (root refused, binaries off PATH, start and stop times) is in docs/dejavu-notes.md.
+"""
 
 from __future__ import annotations
 

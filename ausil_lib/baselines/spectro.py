@@ -41,7 +41,7 @@ DB_PER_AMPLITUDE_DECADE = 20.0  # dBFS = 20 log10(amplitude): a unit definition,
 
 @dataclass(frozen=True)
 class SpectroConfig:
-    """Every setting of spec section 4, with the spec's defaults."""
+    """Every setting of docs/spectro-baselines.md section 4, with its defaults."""
 
     sample_rate: int = 16000
     n_fft: int = 1024

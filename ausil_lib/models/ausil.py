@@ -5,6 +5,9 @@ Variants (paper Table V) share one trained model and differ only in which parts 
   mac_w    + PCA whitening
   mac_w_a  + attention (context vector from the full model's training)
   full     + similarity CNN with hard tanh (AuSiL)
+
+The released graph this mirrors, layer by layer, is written down in docs/ausil-reference-facts.md
+("The released similarity graph").
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ that a damaged or truncated download is refused instead of silently producing wr
 Format (TensorFlow ``core/util/tensor_bundle`` on top of ``core/lib/io/table``, i.e. LevelDB's
 table format):
 
+(docs/ausil-reference-facts.md, "The tensor-bundle checkpoint", has what was verified on the released index.)
+
 * ``PREFIX.index`` is an SSTable. It ends in a 48-byte footer: the metaindex and index
   BlockHandles (varint64 offset, varint64 size), zero padding to 40 bytes, then the magic
   0xdb4775248b80fb57 as 8 little-endian bytes. Each block is followed by a 5-byte trailer: the

@@ -8,7 +8,8 @@ the server. Where this project has seen a file, its SHA-256 is pinned too.
 
 `data/weights/manifest.json` records what is present and verified. It is rewritten by every
 `ausil fetch-weights` (with or without network) and is what DVC stages depend on, so fetching the
-weights later makes exactly the stages that use them stale.
+weights later makes exactly the stages that use them stale. The files, their pins and what was seen
+of them are in docs/ausil-reference-facts.md ("The released files and how they are verified").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Spectro Slides / Spectro Tiles: the properties of spec section 5 (specs/spectro-baselines.md).
+"""Spectro Slides / Spectro Tiles: the properties of spec section 5 (docs/spectro-baselines.md).
 
 Test audio follows the spec: seeded random three-tone chords of 40-120 ms plus white noise 30 dB down,
 generated at 16 kHz and cut at sample level, so that fingerprint windows never repeat.  References are

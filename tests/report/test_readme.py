@@ -1,8 +1,10 @@
-"""The README renderer replaces exactly the marked section and refuses a README without it."""
+"""The README: the renderer replaces exactly the marked section and refuses a README without it; the
+layout section lists every module of the package."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,21 @@ def test_committed_readme_matches_the_committed_reports() -> None:
     root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text(encoding="utf-8")
     assert render(text, root) == text, "README.md is stale: run `ausil readme`"
+
+
+def test_readme_layout_lists_every_module() -> None:
+    """One row per module in "Library layout" (a package's `__init__.py` is its `dir/` row), and no
+    row for a module that does not exist."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Library layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    listed = [name.removeprefix("ausil_lib/") for row in rows[1:] for name in re.findall(r"`([^`]+)`", row)]
+    package = root / "ausil_lib"
+    modules = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        modules.append(rel.removesuffix("__init__.py") if rel.endswith("/__init__.py") else rel)
+    assert sorted(listed) == sorted(modules), (
+        f"README layout misses {sorted(set(modules) - set(listed))}, lists unknown {sorted(set(listed) - set(modules))}"
+    )
