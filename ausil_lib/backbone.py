@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .config import full_float32
+from .config import Params, full_float32
 from .download import sha256_file
-from .weights import ReleaseConfig, check
+from .weights import check
 
 AUDIOSET_CLASSES = 527
 # (name, in_channels, out_channels, kernel) for conv layers; None marks a 2x2 max-pool.
@@ -209,13 +209,13 @@ def save_state(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str
     os.replace(tmp, path)
 
 
-def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
+def load_backbone(params: Params) -> tuple[KumarCNN, BackboneInfo]:
     """The backbone that params.yaml selects, never a random network unless asked for by name."""
-    cfg = params.get("backbone", {})
-    source = cfg.get("source", "auto")
-    pin = ReleaseConfig.from_params(params).backbone
+    cfg = params.backbone
+    source = cfg.source
+    pin = params.release.backbone
     audioset = Path(pin.dest)
-    trained = Path(cfg.get("trained_weights", ""))
+    trained = Path(cfg.trained_weights)
     if source == "auto":
         if audioset.is_file():
             source = "audioset"
@@ -254,7 +254,7 @@ def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
             f"trained-{digest[:12]}",
         )
     elif source == "random":
-        seed = int(cfg.get("random_seed", 0))
+        seed = cfg.random_seed
         torch.manual_seed(seed)
         model = KumarCNN()
         info = BackboneInfo(
