@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .core.config import load_params
+from .core.config import Params, load_params
 from .core.labels import DA, NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
 
 
-def _params(args: argparse.Namespace) -> dict:
+def _params(args: argparse.Namespace) -> Params:
+    """params.yaml, read and checked once, with the command line's overrides."""
     params = load_params(args.params)
     if getattr(args, "backbone", None) not in (None, "main"):
-        params["backbone"]["source"] = args.backbone
+        params = replace(params, backbone=replace(params.backbone, source=args.backbone))
     if getattr(args, "time_step_ms", None) is not None:
-        params["features"]["time_step_ms"] = args.time_step_ms
+        params = replace(params, features=replace(params.features, time_step_ms=args.time_step_ms))
     if getattr(args, "gamma", None) is not None:
-        params["training"]["gamma"] = args.gamma
+        params = replace(params, training=replace(params.training, gamma=args.gamma))
     return params
 
 
@@ -32,7 +34,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.dataset:
         from .datasets.real.pipeline import dataset_config
 
-        time_step = int(dataset_config(params, args.dataset).get("time_step_ms", time_step or 1000))
+        time_step = dataset_config(params, args.dataset).time_step_ms or time_step
     extractor = Extractor.from_params(params, time_step)
     print(f"backbone: {extractor.backbone.label}", file=sys.stderr)
     print(
@@ -44,25 +46,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
         from .features.bulk import extract_to_store
         from .features.store import FeatureStore
 
-        cfg = params.get("datasets", {})
-        workers = args.workers if args.workers is not None else int(cfg.get("decode_workers", 2))
+        cfg = params.datasets
+        workers = args.workers if args.workers is not None else cfg.decode_workers
         with FeatureStore(
-            args.output_dir,
-            extractor.signature,
-            dtype=cfg.get("store_dtype", "float32"),
-            shard_videos=int(cfg.get("shard_videos", 256)),
+            args.output_dir, extractor.signature, dtype=cfg.store_dtype, shard_videos=cfg.shard_videos
         ) as store:
             report = extract_to_store(
                 extractor,
                 videos,
                 store,
                 workers=workers,
-                batch_segments=int(cfg.get("batch_segments", 2048)),
-                amp=bool(cfg.get("amp")),
+                batch_segments=cfg.batch_segments,
+                amp=cfg.amp,
                 progress=not args.no_progress,
             )
     else:
-        workers = args.workers if args.workers is not None else int(params.get("extract", {}).get("decode_workers", 2))
+        workers = args.workers if args.workers is not None else params.extract.decode_workers
         report = extractor.run(videos, args.output_dir, workers=workers, progress=not args.no_progress)
     for vid, (path, reason) in sorted(report.failed.items()):
         print(f"FAILED {vid}: {path}: {reason}", file=sys.stderr)
@@ -106,9 +105,9 @@ EXIT_UNREACHABLE = 3  # fetch-weights: the release could not be reached (offline
 
 
 def cmd_fetch_weights(args: argparse.Namespace) -> int:
-    from .models.weights import ReleaseConfig, fetch_release
+    from .models.weights import fetch_release
 
-    cfg = ReleaseConfig.from_params(_params(args))
+    cfg = _params(args).release
     report = fetch_release(cfg, download_missing=not args.verify_only, progress=not args.no_progress)
     pins = cfg.files()
     for role, got in report.present.items():
@@ -228,7 +227,7 @@ def cmd_train_backbone(args: argparse.Namespace) -> int:
 
     params = _params(args)
     if args.max_steps is not None:
-        params["backbone_training"]["max_steps"] = args.max_steps
+        params = replace(params, backbone_training=replace(params.backbone_training, max_steps=args.max_steps))
     meta = train_backbone(params, args.sources, args.corpus, args.output, args.curve, progress=not args.no_progress)
     print(f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s, final InfoNCE loss {meta['final_loss']}")
     return 0
@@ -278,17 +277,17 @@ def cmd_similarity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ausil_method(args: argparse.Namespace, params: dict):
+def _ausil_method(args: argparse.Namespace, params: Params):
     from .core.config import resolve_device
     from .features.extraction import Extractor
     from .models.ausil import load_model
-    from .models.weights import ReleaseConfig, verify_released_model
+    from .models.weights import verify_released_model
     from .retrieval.runner import AusilMethod
 
     if not args.model:
         raise ValueError("--model is needed for --method ausil")
-    path = ReleaseConfig.from_params(params).model_prefix if args.model == RELEASED_MODEL else args.model
-    released = verify_released_model(params, path)
+    path = params.release.model_prefix if args.model == RELEASED_MODEL else args.model
+    released = verify_released_model(params.release, path)
     model, meta = load_model(path, variant=args.variant)
     extractor = Extractor.from_params(params)
     if released:
@@ -312,14 +311,12 @@ def _ausil_method(args: argparse.Namespace, params: dict):
                 f"but params select '{extractor.backbone.label}'"
             )
         label = f"AuSiL ({args.variant}), model {args.model}; backbone: {extractor.backbone.label}"
-    return AusilMethod(model, extractor, args.features_dir, resolve_device(params.get("device", "auto")), label=label)
+    return AusilMethod(model, extractor, args.features_dir, resolve_device(params.device), label=label)
 
 
-def _released_unavailable(params: dict) -> bool:
+def _released_unavailable(params: Params) -> bool:
     """True when `--model released` cannot run here: a released file (backbone or checkpoint) is absent."""
-    from .models.weights import ReleaseConfig
-
-    return not all(Path(pin.dest).is_file() for pin in ReleaseConfig.from_params(params).files().values())
+    return not all(Path(pin.dest).is_file() for pin in params.release.files().values())
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
@@ -362,7 +359,7 @@ def cmd_dataset_budget(args: argparse.Namespace) -> int:
     from .datasets.real.pipeline import dataset_config
 
     params = _params(args)
-    pair = measure_pair_ms(resolve_device(params.get("device", "auto")))
+    pair = measure_pair_ms(resolve_device(params.device))
     bulk = load_speed_report(args.bulk_report) if args.bulk_report else None
     for name in args.dataset:
         budget = estimate(name, dataset_config(params, name), params, load_speed_report(args.speed_report), pair, bulk)

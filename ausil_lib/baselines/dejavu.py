@@ -29,7 +29,7 @@ import numpy as np
 import psycopg2.extras
 
 from ..audio.decode import load_audio
-from ..core.config import from_section
+from ..core.config import DejavuConfig
 from ..retrieval.method import index_videos
 from .postgres import PostgresCluster
 
@@ -50,70 +50,6 @@ _SONG_NAME_MAX = 250  # VARCHAR(250) in Dejavu's songs table
 # ---------------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------------
-
-_CONNECTIVITY = {"diamond": 1, "square": 2}
-
-
-@dataclass(frozen=True)
-class DejavuConfig:
-    """Dejavu's tunable settings; the defaults are the original Dejavu's, as in the paper.
-
-    The PyPI fork changed three of them (its settings.py): fan_value 5, peak_neighborhood_size 10
-    and connectivity_mask "square" (2 in its CONNECTIVITY_MASK), which is faster and yields about
-    half the hashes.  The other values are the same in both.
-    """
-
-    fan_value: int = 15  # peaks each peak is paired with (fork: 5)
-    peak_neighborhood_size: int = 20  # dilation steps of the peak mask (fork: 10)
-    connectivity_mask: str = "diamond"  # diamond: no diagonal neighbours (fork: square)
-    amp_min: float = 10  # dB floor of a spectrogram peak
-    window_size: int = 4096  # FFT window in samples
-    overlap_ratio: float = 0.5  # window overlap; one frame = window_size * (1 - ratio) samples
-    min_hash_time_delta: int = 0  # frames between paired peaks
-    max_hash_time_delta: int = 200
-    peak_sort: bool = True  # sort peaks by time before pairing
-    fingerprint_reduction: int = 20  # hex digits of the SHA-1 kept per hash
-    batch_insert: bool = True  # Dejavu's own rows, one multi-row INSERT per page (about 6x
-    insert_page_size: int = 10000  # faster than its row-by-row executemany); False: its insert_hashes
-    postgres_bindir: str | None = None  # null: pg_config --bindir, then /usr/lib/postgresql/*/bin
-    postgres_start_timeout_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.connectivity_mask not in _CONNECTIVITY:
-            raise ValueError(
-                f"connectivity_mask must be one of {sorted(_CONNECTIVITY)}, not {self.connectivity_mask!r}"
-            )
-        if self.fan_value < 2:
-            raise ValueError("fan_value must be at least 2 (Dejavu pairs each peak with fan_value - 1 others)")
-        if self.peak_neighborhood_size < 1 or self.window_size < 2 or self.insert_page_size < 1:
-            raise ValueError("peak_neighborhood_size, window_size and insert_page_size must be positive")
-        if not 0.0 <= self.overlap_ratio < 1.0:
-            raise ValueError(f"overlap_ratio must be in [0, 1), not {self.overlap_ratio}")
-        if not 0 <= self.min_hash_time_delta <= self.max_hash_time_delta:
-            raise ValueError("need 0 <= min_hash_time_delta <= max_hash_time_delta")
-        if not (2 <= self.fingerprint_reduction <= 40 and self.fingerprint_reduction % 2 == 0):
-            # stored as decode(hash, 'hex'): an odd number of hex digits cannot be decoded
-            raise ValueError("fingerprint_reduction must be an even number of hex digits in [2, 40]")
-
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> DejavuConfig:
-        return from_section(cls, section, "dejavu")
-
-    @property
-    def hop_samples(self) -> int:
-        """Samples between spectrogram frames, as mlab.specgram steps with noverlap=int(wsize * ratio)."""
-        return self.window_size - int(self.window_size * self.overlap_ratio)
-
-    def module_settings(self) -> dict[str, Any]:
-        """Values for the module-level names that dejavu.logic.fingerprint reads at call time."""
-        return {
-            "PEAK_NEIGHBORHOOD_SIZE": self.peak_neighborhood_size,
-            "CONNECTIVITY_MASK": _CONNECTIVITY[self.connectivity_mask],
-            "MIN_HASH_TIME_DELTA": self.min_hash_time_delta,
-            "MAX_HASH_TIME_DELTA": self.max_hash_time_delta,
-            "PEAK_SORT": self.peak_sort,
-            "FINGERPRINT_REDUCTION": self.fingerprint_reduction,
-        }
 
 
 @contextmanager

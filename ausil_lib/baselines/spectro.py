@@ -12,19 +12,18 @@ these sizes (sums of at most a few tens of thousands of small integers), so CPU 
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import scipy.signal
 import torch
 
 from ..audio.decode import load_audio
-from ..core.config import from_section, resolve_device
+from ..core.config import SpectroConfig, resolve_device
 from ..core.formats import atomic_write
 from ..core.numerics import apply_torch_settings
 from ..features.extraction import feature_path
@@ -33,120 +32,7 @@ from ..retrieval.method import index_videos
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 METHODS = ("slides", "tiles")
-THRESHOLD_RULES = ("iterative", "multiples")
-DIRECTIONS = ("query_to_ref", "ref_to_query")
-TIE_VOTES = ("first", "all")
 DB_PER_AMPLITUDE_DECADE = 20.0  # dBFS = 20 log10(amplitude): a unit definition, not a setting
-
-
-@dataclass(frozen=True)
-class SpectroConfig:
-    """Every setting of docs/spectro-baselines.md section 4, with its defaults."""
-
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop: int = 320
-    window: str = "hamming"
-    band_lo: int = 20
-    band_hi: int = 179
-    frames_per_fp: int = 50
-    silence_dbfs: float | None = -60.0
-    n_images: int = 3
-    threshold_rule: str = "iterative"
-    multiples: tuple[float, ...] = (1.0, 2.0, 3.0)
-    h_slides: int = 16
-    v_slides: int = 10
-    tile: int = 5
-    kept_tiles: int = 32
-    direction: str = "query_to_ref"
-    tie_votes: str = "first"
-    tau: int = 0
-    ref_stride: int = 1
-    device: str = "cpu"
-    batch_size: int = 1024
-    window_batch: int = 64
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "multiples", tuple(float(c) for c in self.multiples))
-        for name, value, allowed in (
-            ("threshold_rule", self.threshold_rule, THRESHOLD_RULES),
-            ("direction", self.direction, DIRECTIONS),
-            ("tie_votes", self.tie_votes, TIE_VOTES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"spectro.{name} must be one of {allowed}, got {value!r}")
-        for name in (
-            "sample_rate",
-            "n_fft",
-            "hop",
-            "frames_per_fp",
-            "n_images",
-            "h_slides",
-            "v_slides",
-            "tile",
-            "kept_tiles",
-            "ref_stride",
-            "batch_size",
-            "window_batch",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"spectro.{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.tau < 0:
-            raise ValueError(f"spectro.tau must be >= 0, got {self.tau}")
-        if not 0 <= self.band_lo <= self.band_hi < self.n_fft // 2 + 1:
-            raise ValueError(f"spectro band bins {self.band_lo}..{self.band_hi} outside 0..{self.n_fft // 2}")
-        rows, frames = self.n_rows, self.frames_per_fp
-        for axis, size, parts in (
-            ("band rows", rows, self.h_slides),
-            ("band rows", rows, self.tile),
-            ("frames", frames, self.v_slides),
-            ("frames", frames, self.tile),
-        ):
-            if size % parts:
-                raise ValueError(f"spectro: {axis} ({size}) must divide evenly by {parts} (slides/tile settings)")
-        if self.kept_tiles > self.tiles_per_image:
-            raise ValueError(
-                f"spectro.kept_tiles ({self.kept_tiles}) exceeds the {self.tiles_per_image} tiles per image"
-            )
-        if self.threshold_rule == "multiples" and (
-            len(self.multiples) != self.n_images or list(self.multiples) != sorted(self.multiples)
-        ):
-            raise ValueError(
-                f"spectro.multiples must hold n_images={self.n_images} non-decreasing values, got {self.multiples}"
-            )
-        if self.n_rows * self.frames_per_fp > np.iinfo(np.uint16).max:
-            raise ValueError("spectro: a slide count would not fit the uint16 fingerprint")
-
-    @classmethod
-    def from_params(cls, section: Mapping[str, Any]) -> SpectroConfig:
-        return from_section(cls, section, "spectro")
-
-    @property
-    def n_rows(self) -> int:
-        return self.band_hi - self.band_lo + 1
-
-    @property
-    def tiles_per_image(self) -> int:
-        return (self.n_rows // self.tile) * (self.frames_per_fp // self.tile)
-
-    def frontend_key(self, method: str) -> str:
-        """The settings a stored fingerprint depends on, so fingerprints of other settings are never mixed."""
-        keys = [
-            "sample_rate",
-            "n_fft",
-            "hop",
-            "window",
-            "band_lo",
-            "band_hi",
-            "frames_per_fp",
-            "silence_dbfs",
-            "n_images",
-            "threshold_rule",
-        ]
-        keys += ["multiples"] if self.threshold_rule == "multiples" else []
-        keys += ["h_slides", "v_slides"] if method == "slides" else ["tile", "kept_tiles"]
-        settings = asdict(self)
-        return json.dumps({"method": method, **{k: settings[k] for k in keys}}, sort_keys=True)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..audio.decode import AudioError
+from ..core.config import AudioConfig
 from ..core.numerics import apply_torch_settings
 from .extraction import FAILURES_FILE, Extractor, ExtractReport, write_failures
 from .logmel import FeatureConfig
@@ -39,18 +40,18 @@ class AudioDecoder:
     """The part of an Extractor that decoding needs, without the network.
 
     It is what DataLoader workers receive (pickled when they are spawned), so it holds plain data
-    only; `decode` is Extractor.decode itself, which reads nothing but `cfg` and `audio_params`,
+    only; `decode` is Extractor.decode itself, which reads nothing but `cfg` and `audio`,
     so both paths decode a file identically.
     """
 
     cfg: FeatureConfig
-    audio_params: dict[str, Any]
+    audio: AudioConfig
 
     decode = Extractor.decode
 
     @classmethod
     def of(cls, extractor: Extractor) -> AudioDecoder:
-        return cls(extractor.cfg, dict(extractor.audio_params))
+        return cls(extractor.cfg, extractor.audio)
 
 
 class DecodeDataset(Dataset):

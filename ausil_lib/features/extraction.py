@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio.decode import AudioError, load_audio
-from ..core.config import resolve_device
+from ..core.config import AudioConfig, ExtractConfig, Params, resolve_device
 from ..core.formats import atomic_write, atomic_write_text
 from ..core.numerics import apply_torch_settings
 from ..models.backbone import BackboneInfo, MacExtractor, load_backbone
@@ -129,44 +129,33 @@ class Extractor:
         model_extractor: MacExtractor,
         backbone: BackboneInfo,
         cfg: FeatureConfig,
-        audio_params: Mapping[str, Any] | None = None,
-        batch_size: int = 128,
+        audio: AudioConfig = AudioConfig(),
+        batch_size: int = ExtractConfig.batch_size,
     ) -> None:
         self.mac = model_extractor
         self.backbone = backbone
         self.cfg = cfg
-        self.audio_params = dict(audio_params or {})
+        self.audio = audio
         self.batch_size = batch_size
         # the front end runs in decode threads; keep it on the CPU unless the backbone is on a GPU
         self.front_end = SegmentFrontEnd(cfg, model_extractor.device)
         self.signature = run_signature(cfg, backbone)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], time_step_ms: int | None = None) -> Extractor:
+    def from_params(cls, params: Params, time_step_ms: int | None = None) -> Extractor:
         """The extractor params.yaml describes: backbone source, device, front end, batch size."""
         model, info = load_backbone(params)
-        bb = params.get("backbone", {})
-        mac = MacExtractor(
-            model,
-            resolve_device(params.get("device", "auto")),
-            fuse_bn=bool(bb.get("fuse_bn", True)),
-            channels_last=bool(bb.get("channels_last", True)),
-        )
-        return cls(
-            mac,
-            info,
-            FeatureConfig.from_params(params, time_step_ms),
-            params.get("audio", {}),
-            int(params.get("extract", {}).get("batch_size", 128)),
-        )
+        bb = params.backbone
+        mac = MacExtractor(model, resolve_device(params.device), fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
+        return cls(mac, info, FeatureConfig.from_params(params, time_step_ms), params.audio, params.extract.batch_size)
 
     def decode(self, path: str | os.PathLike[str]) -> np.ndarray:
         return load_audio(
             path,
             sample_rate=self.cfg.sample_rate,
-            ffmpeg=self.audio_params.get("ffmpeg"),
-            min_duration_s=float(self.audio_params.get("min_duration_s", 0.0)),
-            timeout_s=float(self.audio_params.get("decode_timeout_s", 600)),
+            ffmpeg=self.audio.ffmpeg,
+            min_duration_s=self.audio.min_duration_s,
+            timeout_s=self.audio.decode_timeout_s,
         )
 
     def prepare(self, path: str | os.PathLike[str]) -> tuple[torch.Tensor, float]:

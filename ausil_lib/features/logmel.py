@@ -13,14 +13,15 @@ cover every frame (`minimal`); docs/ausil-reference-facts.md states both rules.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
 
+from ..core.config import AudioConfig, FeaturesConfig, Params
 from ..core.numerics import apply_torch_settings
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
@@ -45,20 +46,10 @@ def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
-    """Front-end settings (params.yaml `features` plus the audio sample rate)."""
+class FeatureConfig(FeaturesConfig):
+    """Front-end settings: params.yaml `features` plus the audio sample rate (defaults: those of core/config.py)."""
 
-    sample_rate: int = 44100
-    n_mels: int = 128
-    n_fft: int = 1024
-    hop_length: int = 512
-    # STFT edge padding: reflect, the default of the librosa (2019) the released extractor ran with
-    # (librosa >= 0.10 pads with zeros, `constant`); only a video's first and last frame differ
-    pad_mode: str = "reflect"
-    top_db: float | None = 80.0
-    window_s: float = 2.0
-    time_step_ms: int = 1000
-    segment_padding: str = "released"  # released | minimal (see `padded_length`)
+    sample_rate: int = AudioConfig.sample_rate
 
     def __post_init__(self) -> None:
         _check_choice("features.pad_mode", self.pad_mode, PAD_MODES)
@@ -71,13 +62,11 @@ class FeatureConfig:
             )
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any], time_step_ms: int | None = None) -> FeatureConfig:
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in params.get("features", {}).items() if k in names}
-        values["sample_rate"] = params.get("audio", {}).get("sample_rate", cls.sample_rate)
+    def from_params(cls, params: Params, time_step_ms: int | None = None) -> FeatureConfig:
+        values = asdict(params.features)
         if time_step_ms is not None:
             values["time_step_ms"] = time_step_ms
-        return cls(**values)
+        return cls(**values, sample_rate=params.audio.sample_rate)
 
     @property
     def frames_per_second(self) -> float:

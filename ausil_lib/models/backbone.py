@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..core.config import full_float32
+from ..core.config import Params, full_float32
 from ..core.download import sha256_file
 from ..core.formats import atomic_path
 from ..core.numerics import apply_torch_settings
-from .weights import ReleaseConfig, check
+from .weights import check
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
@@ -210,13 +210,13 @@ def save_state(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str
         torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
 
 
-def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
+def load_backbone(params: Params) -> tuple[KumarCNN, BackboneInfo]:
     """The backbone that params.yaml selects, never a random network unless asked for by name."""
-    cfg = params.get("backbone", {})
-    source = cfg.get("source", "auto")
-    pin = ReleaseConfig.from_params(params).backbone
+    cfg = params.backbone
+    source = cfg.source
+    pin = params.release.backbone
     audioset = Path(pin.dest)
-    trained = Path(cfg.get("trained_weights", ""))
+    trained = Path(cfg.trained_weights)
     if source == "auto":
         if audioset.is_file():
             source = "audioset"
@@ -255,7 +255,7 @@ def load_backbone(params: Mapping[str, Any]) -> tuple[KumarCNN, BackboneInfo]:
             f"trained-{digest[:12]}",
         )
     elif source == "random":
-        seed = int(cfg.get("random_seed", 0))
+        seed = cfg.random_seed
         torch.manual_seed(seed)
         model = KumarCNN()
         info = BackboneInfo(

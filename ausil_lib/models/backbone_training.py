@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..audio.decode import load_audio
 from ..audio.transforms import apply_chain
-from ..core.config import resolve_device
+from ..core.config import BackboneTrainingConfig, Params, plain, resolve_device
 from ..core.formats import atomic_path, atomic_write_json
 from ..core.numerics import apply_torch_settings, numerics_settings
 from ..datasets.embedded.sources import Recording, load_manifest
@@ -43,12 +43,12 @@ def train_recordings(sources_dir: Path, corpus_log: Path) -> list[Recording]:
 class PairSampler:
     """Endless batches of (clean window, transformed copy) log-mel pairs, seeded."""
 
-    def __init__(self, audio: list[np.ndarray], cfg: Mapping[str, Any], feat: FeatureConfig, seed: int) -> None:
+    def __init__(self, audio: list[np.ndarray], cfg: BackboneTrainingConfig, feat: FeatureConfig, seed: int) -> None:
         self.audio = [a for a in audio if a.size > feat.sample_rate * 3]
         self.cfg, self.feat = cfg, feat
         self.logmel = LogMel(feat)
         self.rng = np.random.default_rng(seed)
-        self.presets = cfg["augment_presets"]
+        self.presets = cfg.augment_presets
         self.window = int(feat.window_s * feat.sample_rate)
 
     def frames(self, x: np.ndarray) -> torch.Tensor:
@@ -69,8 +69,8 @@ class PairSampler:
                 other = self.audio[int(self.rng.integers(len(self.audio)))]
                 o = int(self.rng.integers(0, other.size - self.window))
                 backgrounds[step["source"]] = other[o : o + self.window]
-        if self.rng.random() < float(self.cfg["speed_probability"]):
-            chain.append({"name": "speed", "factor": float(self.rng.choice(self.cfg["speed_factors"]))})
+        if self.rng.random() < float(self.cfg.speed_probability):
+            chain.append({"name": "speed", "factor": float(self.rng.choice(self.cfg.speed_factors))})
         copy = (
             apply_chain(clean, self.feat.sample_rate, chain, seed=step_seed, backgrounds=backgrounds)
             if chain
@@ -122,7 +122,7 @@ def _prefetch(it: Iterator[torch.Tensor], depth: int = 2) -> Iterator[torch.Tens
 
 
 def train_backbone(
-    params: Mapping[str, Any],
+    params: Params,
     sources_dir: str | os.PathLike[str],
     corpus_dir: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -134,34 +134,34 @@ def train_backbone(
     A run stopped by the cap is marked in the metadata: its step count depends on the machine.
     Checkpoints let a killed run resume.
     """
-    cfg = params["backbone_training"]
-    seed = int(cfg.get("seed", params.get("seed", 0)))
+    cfg = params.backbone_training
+    seed = cfg.seed
     torch.manual_seed(seed)
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(params.device)
     feat = FeatureConfig.from_params(params)
     recs = train_recordings(Path(sources_dir), Path(corpus_dir) / "construction_log.json")
     audio = [load_audio(Path(sources_dir) / r.path, sample_rate=feat.sample_rate) for r in recs]
     model = KumarCNN().to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg["learning_rate"]))
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.learning_rate))
     output, curve_path = Path(output), Path(curve_path)
     ckpt = output.with_name(output.stem + ".ckpt")
     step, elapsed, curve = 0, 0.0, []
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["config"] == dict(cfg):
+        if state["config"] == plain(cfg):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             step, elapsed, curve = state["step"], state["elapsed"], state["curve"]
     sampler = PairSampler(audio, cfg, feat, seed + step)  # resumed runs continue with fresh pairs
-    budget, max_steps = float(cfg["budget_s"]), int(cfg["max_steps"])
+    budget, max_steps = float(cfg.budget_s), cfg.max_steps
     model.train()
     bar = tqdm(total=max_steps, initial=step, desc="backbone", unit="step", disable=not progress)
     start = time.perf_counter() - elapsed
-    for batch in _prefetch(sampler.batches(int(cfg["batch_pairs"]))):
+    for batch in _prefetch(sampler.batches(cfg.batch_pairs)):
         if step >= max_steps or time.perf_counter() - start >= budget:
             break
         x = batch.to(device).contiguous(memory_format=torch.channels_last)
-        loss = info_nce(model.mac(x), float(cfg["temperature"]))
+        loss = info_nce(model.mac(x), float(cfg.temperature))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -170,7 +170,7 @@ def train_backbone(
         curve.append({"step": step, "loss": round(value, 5), "seconds": round(time.perf_counter() - start, 1)})
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
-        if step % int(cfg["checkpoint_every"]) == 0:
+        if step % cfg.checkpoint_every == 0:
             _checkpoint(ckpt, model, opt, step, time.perf_counter() - start, curve, cfg)
     bar.close()
     model.eval()
@@ -181,7 +181,7 @@ def train_backbone(
         "seconds": round(time.perf_counter() - start, 1),
         "recordings": [r.rec_id for r in recs],
         "final_loss": curve[-1]["loss"] if curve else None,
-        "config": dict(cfg),
+        "config": plain(cfg),
         "numerics": numerics_settings(),
     }
     save_state(output, model.cpu(), meta)
@@ -197,7 +197,7 @@ def _checkpoint(
     step: int,
     elapsed: float,
     curve: list[dict[str, Any]],
-    cfg: Mapping[str, Any],
+    cfg: BackboneTrainingConfig,
 ) -> None:
     state = {
         "model": model.state_dict(),
@@ -205,7 +205,7 @@ def _checkpoint(
         "step": step,
         "elapsed": elapsed,
         "curve": curve,
-        "config": dict(cfg),
+        "config": plain(cfg),
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..core.config import resolve_device
+from ..core.config import Params, plain, resolve_device
 from ..core.formats import atomic_path, atomic_write_json, read_annotations, read_ids
 from ..core.labels import DA, JUNK
 from ..core.numerics import apply_torch_settings, numerics_settings
@@ -105,7 +105,7 @@ def validation_map(model: AuSiL, val: Mapping[str, np.ndarray], bench_dir: Path,
 
 
 def train_ausil(
-    params: Mapping[str, Any],
+    params: Params,
     features_dir: str | os.PathLike[str],
     corpus_dir: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -118,30 +118,30 @@ def train_ausil(
     A checkpoint written at every validation lets a killed run resume where it stopped, with the
     same triplet draws as an uninterrupted run.
     """
-    cfg = params["training"]
-    seed = int(cfg.get("seed", params.get("seed", 0)))
+    cfg = params.training
+    seed = cfg.seed
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(params.device)
     features_dir, corpus_dir = Path(features_dir), Path(corpus_dir)
     train = load_benchmark_features(features_dir, corpus_dir / "train")
     val = load_benchmark_features(features_dir, corpus_dir / "val")
     model = AuSiL(variant="full")
-    model.set_pca(*learn_pca(pca_sample(train, int(cfg["pca_sample_size"]), seed), float(cfg["pca_eps"])))
+    model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, seed), float(cfg.pca_eps)))
     model.to(device)
     triplets = mine_triplets(
         train,
         read_annotations(corpus_dir / "train" / "annotation.json"),
-        float(cfg["positive_max_distance"]),
-        float(cfg["negative_margin"]),
+        float(cfg.positive_max_distance),
+        float(cfg.negative_margin),
     )
     if not triplets.items:
         raise ValueError(f"no training triplet: {triplets.stats}; raise training.positive_max_distance")
     train_t = {v: torch.from_numpy(d).to(device) for v, d in train.items()}
-    opt = torch.optim.Adam([p for n, p in model.named_parameters()], lr=float(cfg["learning_rate"]))
-    gamma, r = float(cfg["gamma"]), float(cfg["r"])
-    batch, budget = int(cfg["batch_triplets"]), float(cfg["budget_s"])
-    eval_every, max_steps = int(cfg["eval_every"]), int(cfg["max_steps"])
+    opt = torch.optim.Adam([p for n, p in model.named_parameters()], lr=float(cfg.learning_rate))
+    gamma, r = float(cfg.gamma), float(cfg.r)
+    batch, budget = cfg.batch_triplets, float(cfg.budget_s)
+    eval_every, max_steps = cfg.eval_every, cfg.max_steps
     best = {"val_map": validation_map(model, val, corpus_dir / "val", device), "step": 0}
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     curve = [{"step": 0, "loss": None, "val_map": round(best["val_map"], 5), "seconds": 0.0}]
@@ -149,7 +149,7 @@ def train_ausil(
     ckpt = Path(output).with_name(Path(output).name + ".ckpt")
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] == dict(cfg) and state["backbone"] == backbone_label:
+        if state["config"] == plain(cfg) and state["backbone"] == backbone_label:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["rng"]
@@ -196,7 +196,7 @@ def train_ausil(
                     "best": best,
                     "best_state": best_state,
                     "curve": curve,
-                    "config": dict(cfg),
+                    "config": plain(cfg),
                     "backbone": backbone_label,
                 },
             )
@@ -210,8 +210,8 @@ def train_ausil(
         "best_step": best["step"],
         "val_map": best["val_map"],
         "triplets": triplets.stats,
-        "pca_sample": int(min(int(cfg["pca_sample_size"]), sum(d.shape[0] for d in train.values()))),
-        "config": dict(cfg),
+        "pca_sample": int(min(cfg.pca_sample_size, sum(d.shape[0] for d in train.values()))),
+        "config": plain(cfg),
         "numerics": numerics_settings(),
     }
     save_model(output, model.cpu(), meta)

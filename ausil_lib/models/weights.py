@@ -21,16 +21,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from tqdm import tqdm
 
-from ..core.config import from_section
+from ..core.config import ReleaseConfig, ReleaseFile
 from ..core.formats import atomic_write_json
 
 CHUNK = 1 << 20
-DATA_SUFFIX = ".data-00000-of-00001"
-ROLES = ("backbone", "model_index", "model_data")
 
 
 class WeightsError(RuntimeError):
@@ -39,59 +37,6 @@ class WeightsError(RuntimeError):
 
 class WeightsUnreachable(RuntimeError):
     """The release could not be reached (offline, DNS, HTTP error); the message is one line."""
-
-
-@dataclass(frozen=True)
-class ReleaseFile:
-    """One released file: where it lives upstream, where it goes here, and its pinned digests."""
-
-    path: str  # path inside the authors' repository
-    dest: str  # path in this working tree
-    git_blob: str  # git blob id at the pinned commit (always known: it is in the commit's tree)
-    sha256: str | None = None  # pinned where this project has seen the bytes
-    size: int | None = None  # bytes, where known
-
-
-@dataclass(frozen=True)
-class ReleaseConfig:
-    """params.yaml `release`."""
-
-    repository: str
-    commit: str
-    url: str  # template with {repository}, {commit} and {path}
-    timeout_s: float
-    manifest: str
-    backbone: ReleaseFile
-    model_index: ReleaseFile
-    model_data: ReleaseFile
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> ReleaseConfig:
-        section = dict(params.get("release") or {})
-        for role in ROLES:
-            if role not in section:
-                raise ValueError(f"params.yaml release: missing entry {role!r}")
-            section[role] = from_section(ReleaseFile, section[role], f"release.{role}")
-        cfg = from_section(cls, section, "release")
-        if not cfg.model_index.dest.endswith(".index"):
-            raise ValueError(f"release.model_index.dest must end in .index, got {cfg.model_index.dest!r}")
-        if cfg.model_data.dest != cfg.model_prefix + DATA_SUFFIX:
-            raise ValueError(
-                f"release.model_data.dest must be {cfg.model_prefix + DATA_SUFFIX!r} (the data "
-                f"shard beside {cfg.model_index.dest}), got {cfg.model_data.dest!r}"
-            )
-        return cfg
-
-    @property
-    def model_prefix(self) -> str:
-        """The TensorFlow checkpoint prefix (what `--model` takes), e.g. data/weights/ausil_released/model."""
-        return self.model_index.dest.removesuffix(".index")
-
-    def files(self) -> dict[str, ReleaseFile]:
-        return {role: getattr(self, role) for role in ROLES}
-
-    def url_of(self, f: ReleaseFile) -> str:
-        return self.url.format(repository=self.repository, commit=self.commit, path=f.path)
 
 
 @dataclass(frozen=True)
@@ -261,20 +206,19 @@ def write_manifest(cfg: ReleaseConfig, report: FetchReport) -> None:
     )
 
 
-def verified_backbone(params: Mapping[str, Any]) -> tuple[Path, Digests] | None:
+def verified_backbone(cfg: ReleaseConfig) -> tuple[Path, Digests] | None:
     """The AudioSet weights file and its digests if present; WeightsError if present but not the pinned file."""
-    pin = ReleaseConfig.from_params(params).backbone
+    pin = cfg.backbone
     path = Path(pin.dest)
     return (path, check(path, pin)) if path.is_file() else None
 
 
-def verify_released_model(params: Mapping[str, Any], prefix: str | os.PathLike[str]) -> bool:
+def verify_released_model(cfg: ReleaseConfig, prefix: str | os.PathLike[str]) -> bool:
     """Check the files of `prefix` against the release pins when `prefix` is the released checkpoint.
 
     Returns True when it is the pinned release (verified), False for any other checkpoint prefix
     (a user's own TensorFlow export, or a test's); a pinned file that does not match is an error.
     """
-    cfg = ReleaseConfig.from_params(params)
     if Path(prefix) != Path(cfg.model_prefix):
         return False
     for pin in (cfg.model_index, cfg.model_data):

@@ -12,13 +12,13 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..audio.decode import encode, load_audio
-from ..core.config import resolve_device
+from ..core.config import Params, resolve_device
 from ..core.numerics import apply_torch_settings, numerics_settings
 from ..features.logmel import FeatureConfig, SegmentFrontEnd
 from ..models.backbone import KumarCNN, MacExtractor
@@ -68,19 +68,17 @@ def test_signal(seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
     return (0.5 * sig + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def run_speed_benchmark(params: Mapping[str, Any]) -> dict[str, Any]:
+def run_speed_benchmark(params: Params) -> dict[str, Any]:
     """Seconds per 100 s of audio and segments per second for each step, per time step."""
-    cfg_b = params.get("benchmark_speed", {})
-    seconds = float(cfg_b.get("audio_seconds", 100))
-    repeats = int(cfg_b.get("repeats", 3))
-    device = resolve_device(params.get("device", "auto"))
-    sr = int(params.get("audio", {}).get("sample_rate", 44100))
-    bb = params.get("backbone", {})
+    cfg_b = params.benchmark_speed
+    seconds = float(cfg_b.audio_seconds)
+    repeats = cfg_b.repeats
+    device = resolve_device(params.device)
+    sr = params.audio.sample_rate
+    bb = params.backbone
     torch.manual_seed(0)
-    mac = MacExtractor(
-        KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)), channels_last=bool(bb.get("channels_last", True))
-    )
-    batch = int(params.get("extract", {}).get("batch_size", 128))
+    mac = MacExtractor(KumarCNN(), device, fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
+    batch = params.extract.batch_size
     per100 = 100.0 / seconds
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -97,8 +95,8 @@ def run_speed_benchmark(params: Mapping[str, Any]) -> dict[str, Any]:
         )
         t_decode, audio = _best_of(lambda: load_audio(video, sample_rate=sr), repeats)
         results["decode_s_per_100s"] = t_decode * per100
-        for step in cfg_b.get("time_steps_ms", [1000]):
-            cfg = FeatureConfig.from_params(params, int(step))
+        for step in cfg_b.time_steps_ms:
+            cfg = FeatureConfig.from_params(params, step)
             front = SegmentFrontEnd(cfg, device)
             t_mel, segments = _best_of(lambda front=front: front(audio), repeats)
             mac.extract(segments[:batch], batch)  # warm-up (allocator, kernels)
@@ -115,7 +113,7 @@ def run_speed_benchmark(params: Mapping[str, Any]) -> dict[str, Any]:
     return results
 
 
-def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float = 100.0) -> dict[str, Any]:
+def run_bulk_benchmark(params: Params, n_videos: int, seconds: float = 100.0) -> dict[str, Any]:
     """Throughput of the real-dataset extraction path (`ausil extract --store`): `n_videos` distinct
     synthetic mp4 files through the DataLoader decoding workers, packed backbone batches and the
     sharded store, with and without mixed precision (which only acts on CUDA)."""
@@ -126,19 +124,17 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
     from ..features.store import FeatureStore
     from ..models.backbone import BackboneInfo
 
-    device = resolve_device(params.get("device", "auto"))
-    sr = int(params.get("audio", {}).get("sample_rate", 44100))
-    bb, dsets = params.get("backbone", {}), params.get("datasets", {})
-    workers = int(dsets.get("decode_workers", 2))
+    device = resolve_device(params.device)
+    sr = params.audio.sample_rate
+    bb, dsets = params.backbone, params.datasets
+    workers = dsets.decode_workers
     torch.manual_seed(0)
-    mac = MacExtractor(
-        KumarCNN(), device, fuse_bn=bool(bb.get("fuse_bn", True)), channels_last=bool(bb.get("channels_last", True))
-    )
+    mac = MacExtractor(KumarCNN(), device, fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
     extractor = Extractor(
         mac,
         BackboneInfo("random", "random (speed benchmark)", "bench"),
         FeatureConfig.from_params(params),
-        params.get("audio", {}),
+        params.audio,
     )
     out: dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -146,7 +142,7 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
         "videos": n_videos,
         "video_seconds": seconds,
         "decode_workers": workers,
-        "batch_segments": int(dsets.get("batch_segments", 2048)),
+        "batch_segments": dsets.batch_segments,
         "runs": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +161,7 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
             list(pool.map(make, enumerate(videos.values())))
         for amp in (False, True):
             with FeatureStore(
-                Path(tmp) / f"store_amp{int(amp)}", extractor.signature, dtype=dsets.get("store_dtype", "float32")
+                Path(tmp) / f"store_amp{int(amp)}", extractor.signature, dtype=dsets.store_dtype
             ) as store:
                 report = extract_to_store(
                     extractor,
@@ -189,7 +185,7 @@ def run_bulk_benchmark(params: Mapping[str, Any], n_videos: int, seconds: float 
 
 
 def run_similarity_benchmark(
-    params: Mapping[str, Any],
+    params: Params,
     n_queries: int,
     n_videos: int,
     min_segments: int = 20,
@@ -200,8 +196,8 @@ def run_similarity_benchmark(
     [min_segments, max_segments] segments (real collections do not share one length)."""
     from ..datasets.real.budget import time_scorer
 
-    device = resolve_device(params.get("device", "auto"))
-    batch_bytes = int(params.get("datasets", {}).get("similarity_batch_mb", 1024)) << 20
+    device = resolve_device(params.device)
+    batch_bytes = params.datasets.similarity_batch_mb << 20
     timing = time_scorer(device, n_queries, n_videos, min_segments, max_segments, batch_bytes, seed)
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

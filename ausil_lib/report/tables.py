@@ -22,7 +22,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 
 from ausil_lib.core.formats import (
@@ -324,10 +323,10 @@ def components_table(root: PathLike) -> pd.DataFrame:
 
 def _default_param(root: PathLike, section: str, key: str) -> float | None:
     """The params.yaml value the default run ``ausil-full-main`` was made with, if params.yaml is there."""
+    from ausil_lib.core.config import load_params  # here: core.config loads torch, which tables need not
+
     path = Path(root, "params.yaml")
-    params = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    value = (params or {}).get(section, {}).get(key)
-    return None if value is None else float(value)
+    return float(getattr(getattr(load_params(path), section), key)) if path.is_file() else None
 
 
 def _sweep_runs(root: PathLike, sweep: str) -> dict[float, str]:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ausil_lib.audio.decode import AudioError, encode
-from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuConfig, DejavuIndex, dejavu_fingerprint
+from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuIndex, dejavu_fingerprint
 from ausil_lib.baselines.postgres import PostgresCluster
+from ausil_lib.core.config import DejavuConfig, from_section
 
 from ..helpers import chords
 
@@ -99,13 +100,15 @@ def test_config_defaults_are_the_original_dejavu() -> None:
     assert (cfg.fan_value, cfg.peak_neighborhood_size, cfg.connectivity_mask) == (15, 20, "diamond")
     assert (cfg.amp_min, cfg.window_size, cfg.overlap_ratio) == (10, 4096, 0.5)
     assert cfg.module_settings()["CONNECTIVITY_MASK"] == 1
-    fork = DejavuConfig.from_params({"fan_value": 5, "peak_neighborhood_size": 10, "connectivity_mask": "square"})
+    fork = from_section(
+        DejavuConfig, {"fan_value": 5, "peak_neighborhood_size": 10, "connectivity_mask": "square"}, "dejavu"
+    )
     assert fork.module_settings()["CONNECTIVITY_MASK"] == 2
 
 
 def test_config_rejects_unknown_keys_and_bad_values() -> None:
-    with pytest.raises(ValueError, match="fan_vaule"):
-        DejavuConfig.from_params({"fan_vaule": 15})
+    with pytest.raises(ValueError, match="dejavu.fan_vaule"):
+        from_section(DejavuConfig, {"fan_vaule": 15}, "dejavu")
     with pytest.raises(ValueError, match="connectivity_mask"):
         DejavuConfig(connectivity_mask="round")
     with pytest.raises(ValueError, match="fingerprint_reduction"):

@@ -17,10 +17,8 @@ import scipy.signal
 
 from ausil_lib.audio.decode import AudioError, encode
 from ausil_lib.baselines.spectro import (
-    DIRECTIONS,
     METHODS,
     Fingerprints,
-    SpectroConfig,
     binary_images,
     fingerprint,
     load_audio_16k,
@@ -32,8 +30,9 @@ from ausil_lib.baselines.spectro import (
     tile_sums,
     tiles,
 )
+from ausil_lib.core.config import DIRECTIONS, SpectroConfig, from_section
 
-CFG = SpectroConfig()
+CFG = SpectroConfig(ref_stride=1)  # the spec's exhaustive search (params.yaml labels every 4th frame)
 SR = CFG.sample_rate
 W = CFG.frames_per_fp
 
@@ -485,13 +484,15 @@ def test_gpu_labels_equal_cpu(reference, unrelated_audio, method: str) -> None:
 
 
 def test_config_from_params() -> None:
-    cfg = SpectroConfig.from_params(
-        {"tau": 1, "multiples": [1, 2, 4], "threshold_rule": "multiples", "silence_dbfs": None}
+    cfg = from_section(
+        SpectroConfig,
+        {"tau": 1, "multiples": [1, 2, 4], "threshold_rule": "multiples", "silence_dbfs": None},
+        "spectro",
     )
     assert cfg.tau == 1 and cfg.multiples == (1.0, 2.0, 4.0) and cfg.silence_dbfs is None
-    assert SpectroConfig.from_params({}) == SpectroConfig()
-    with pytest.raises(ValueError, match="unknown spectro setting.*'hop_size'"):
-        SpectroConfig.from_params({"hop_size": 320})
+    assert from_section(SpectroConfig, {}, "spectro") == SpectroConfig()
+    with pytest.raises(ValueError, match="unknown setting 'spectro.hop_size'"):
+        from_section(SpectroConfig, {"hop_size": 320}, "spectro")
     for bad in (
         {"direction": "both"},
         {"tie_votes": "none"},
@@ -502,7 +503,7 @@ def test_config_from_params() -> None:
         {"ref_stride": 0},
     ):
         with pytest.raises(ValueError):
-            SpectroConfig.from_params(bad)
+            from_section(SpectroConfig, bad, "spectro")
 
 
 @pytest.mark.parametrize("method", METHODS)

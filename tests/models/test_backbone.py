@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from ausil_lib.core.config import Params, parse_params
 from ausil_lib.core.download import sha256_file
 from ausil_lib.models.backbone import (
     DESCRIPTOR_DIM,
@@ -136,7 +137,7 @@ def test_gpu_matches_cpu() -> None:
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
 
 
-def _params(tmp_path: Path, git_blob: str | None = None, **backbone) -> dict:
+def _params(tmp_path: Path, git_blob: str | None = None, **backbone) -> Params:
     """params.yaml with the AudioSet pin pointing at tmp_path/as.pkl (pinned to its own digest unless given)."""
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["backbone"] = {
@@ -148,7 +149,7 @@ def _params(tmp_path: Path, git_blob: str | None = None, **backbone) -> dict:
     weights = tmp_path / "as.pkl"
     blob = git_blob or (digests(weights).git_blob if weights.is_file() else "0" * 40)
     params["release"]["backbone"] = {"path": "as.pkl", "dest": str(weights), "git_blob": blob}
-    return params
+    return parse_params(params)
 
 
 def test_no_weights_is_an_error_not_a_random_network(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from ausil_lib.cli import main
+from ausil_lib.core.config import parse_params
 from ausil_lib.core.formats import read_results, write_video_list
 from ausil_lib.features.extraction import Extractor, feature_path, save_features
 from ausil_lib.models.tf_checkpoint import read_index
@@ -99,7 +100,7 @@ def setup(tmp_path: Path) -> dict:
     params["backbone"].update(source="random", trained_weights=str(tmp_path / "none.pt"))
     params["release"]["backbone"]["dest"] = str(tmp_path / "no-audioset.pkl")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    extractor = Extractor.from_params(params)
+    extractor = Extractor.from_params(parse_params(params))
     rng = np.random.default_rng(5)
     query = np.abs(rng.standard_normal((16, DIMS))).astype(np.float32)  # MAC descriptors are non-negative
     descriptors = {

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ausil_lib.audio.transforms import apply_chain
+from ausil_lib.core.config import Params, parse_params
 from ausil_lib.features.extraction import Extractor
 from ausil_lib.features.logmel import FeatureConfig
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, triplet_loss
@@ -167,7 +168,7 @@ def test_similarity_runner_writes_results_and_resumes(extractor: Extractor, tmp_
     assert not out.with_name("sims.json.partial").exists()
 
 
-def _tiny_training_setup(tmp_path: Path) -> tuple[dict, Path, Path]:
+def _tiny_training_setup(tmp_path: Path) -> tuple[Params, Path, Path]:
     """Six random 'videos' with noisy copies, as feature files plus train/val annotations."""
     from ausil_lib.core.formats import write_annotations, write_ids
     from ausil_lib.features.extraction import feature_path, save_features
@@ -186,7 +187,6 @@ def _tiny_training_setup(tmp_path: Path) -> tuple[dict, Path, Path]:
             corpus / split / "annotation.json", {f"{split}{k}": {"DA": [f"{split}{k}c"], "JUNK": []} for k in range(3)}
         )
     params = {
-        "seed": 0,
         "device": "cpu",
         "training": {
             "pca_sample_size": 100,
@@ -202,7 +202,7 @@ def _tiny_training_setup(tmp_path: Path) -> tuple[dict, Path, Path]:
             "eval_every": 2,
         },
     }
-    return params, feats, corpus
+    return parse_params(params), feats, corpus
 
 
 def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypatch) -> None:
@@ -216,7 +216,7 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
 
     def dies_in_step_four(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 3 * params["training"]["batch_triplets"]:
+        if calls["n"] > 3 * params.training.batch_triplets:
             raise KeyboardInterrupt
         return real_loss(*args, **kwargs)
 

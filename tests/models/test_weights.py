@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from ausil_lib.cli import EXIT_UNREACHABLE, main
+from ausil_lib.core.config import ReleaseConfig, ReleaseFile, load_params
 from ausil_lib.models.weights import (
-    ReleaseConfig,
-    ReleaseFile,
     WeightsError,
     WeightsUnreachable,
     digests,
@@ -80,12 +79,12 @@ def test_digests_match_git_on_the_vendored_release_index() -> None:
     got = digests(VENDORED_INDEX)
     assert got.git_blob == git_blob(data) == "a42726a9cf5c2daa5fa9e2e4ce971ab1208ab355"
     assert got.size == len(data) == 1317
-    pinned = ReleaseConfig.from_params(yaml.safe_load(Path("params.yaml").read_text())).model_index
+    pinned = load_params("params.yaml").release.model_index
     assert (pinned.git_blob, pinned.sha256, pinned.size) == (got.git_blob, got.sha256, got.size)
 
 
 def test_shipped_release_pins_are_complete() -> None:
-    cfg = ReleaseConfig.from_params(yaml.safe_load(Path("params.yaml").read_text()))
+    cfg = load_params("params.yaml").release
     for role, pin in cfg.files().items():
         assert len(pin.git_blob) == 40 and int(pin.git_blob, 16) >= 0, role
         assert cfg.commit in cfg.url_of(pin) and pin.path in cfg.url_of(pin)
@@ -200,7 +199,7 @@ def test_the_real_index_downloads_over_a_file_url_against_its_pins(tmp_path: Pat
     mirror.mkdir(parents=True)
     (mirror / "model.index").write_bytes(VENDORED_INDEX.read_bytes())
     params = _params_file(tmp_path, (tmp_path / "mirror").as_uri() + "/{repository}/{commit}/{path}")
-    cfg = ReleaseConfig.from_params(yaml.safe_load(params.read_text()))
+    cfg = load_params(params).release
     got = download(cfg.url_of(cfg.model_index), Path(cfg.model_index.dest), cfg.model_index, progress=False)
     assert got.sha256 == cfg.model_index.sha256
     assert Path(cfg.model_index.dest).read_bytes() == VENDORED_INDEX.read_bytes()

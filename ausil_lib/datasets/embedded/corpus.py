@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ...audio.decode import encode, load_audio
 from ...audio.transforms import apply_chain
+from ...core.config import CorpusConfig, CorpusSize, Params, plain
 from ...core.download import sha256_file
 from ...core.formats import atomic_write_json, write_annotations, write_ids, write_video_list
 from ...core.labels import DA, JUNK, speed_copy_id
@@ -123,8 +124,8 @@ class Planner:
         split: str,
         music: list[Recording],
         speech: list[Recording],
-        cfg: Mapping[str, Any],
-        size: Mapping[str, Any],
+        cfg: CorpusConfig,
+        size: CorpusSize,
         seed: int,
     ) -> None:
         self.split, self.music, self.speech, self.cfg, self.size = split, music, speech, cfg, size
@@ -137,18 +138,18 @@ class Planner:
     def next_format(self) -> str:
         """Alternate video and audio containers in the configured share, deterministically."""
         self.fmt_count += 1
-        video = self.rng.random() < float(self.cfg["video_share"])
-        options = self.cfg["video_formats"] if video else self.cfg["audio_formats"]
+        video = self.rng.random() < float(self.cfg.video_share)
+        options = self.cfg.video_formats if video else self.cfg.audio_formats
         return str(options[int(self.rng.integers(len(options)))])
 
     def query_length(self, max_len: float) -> float:
-        kind = "long" if self.rng.random() < float(self.cfg["long_query_share"]) else "short"
-        lo, hi = self.cfg["query_lengths_s"][kind]
+        kind = "long" if self.rng.random() < float(self.cfg.long_query_share) else "short"
+        lo, hi = getattr(self.cfg.query_lengths_s, kind)
         return float(min(self.rng.uniform(lo, hi), max_len))
 
     def plan(self) -> list[Clip]:
         qi = 0
-        per_rec = self.size["queries_per_recording"]
+        per_rec = self.size.queries_per_recording
         k = int(per_rec[self.split] if isinstance(per_rec, Mapping) else per_rec)
         for rec in self.music:
             zone = rec.duration_s / k
@@ -176,12 +177,12 @@ class Planner:
 
     def positives(self, qid: str, rec: Recording, a: float, b: float, qi: int) -> None:
         n = 0
-        for case, count in self.cfg["positives"].items():
-            for _ in range(int(count)):
+        for case, count in plain(self.cfg.positives).items():
+            for _ in range(count):
                 self.clips.append(self.positive(f"{qid}_p{n}", qid, case, rec, a, b))
                 n += 1
-        hard_kinds = list(self.cfg["hard_cases"])
-        for h in range(int(self.size.get("hard_per_query", 0))):
+        hard_kinds = list(self.cfg.hard_cases)
+        for h in range(self.size.hard_per_query):
             kind = hard_kinds[(qi + h) % len(hard_kinds)]
             self.clips.append(self.positive(f"{qid}_p{n}", qid, f"hard:{kind}", rec, a, b))
             n += 1
@@ -208,18 +209,18 @@ class Planner:
                 else [self.partial(rec, a, b, overlap=float(self.rng.uniform(min(2.0, L), L)))]
             )
             pieces = base
-            presets = self.cfg["transform_presets"]
+            presets = self.cfg.transform_presets
             name = sorted(presets)[int(self.rng.integers(len(presets)))]
             transforms = self.resolve(presets[name], rec, pieces)
             case = f"transformed:{name}"
         elif case.startswith("hard:"):
             kind = case.split(":", 1)[1]
-            spec = self.cfg["hard_cases"][kind]
-            if "overlap_s" in spec:
-                pieces = [self.partial(rec, a, b, overlap=float(spec["overlap_s"]))]
+            spec = self.cfg.hard_cases[kind]
+            if spec.overlap_s is not None:
+                pieces = [self.partial(rec, a, b, overlap=float(spec.overlap_s))]
             else:
                 pieces = [Piece(rec.rec_id, a, b)]
-            transforms = self.resolve(spec.get("chain", []), rec, pieces)
+            transforms = self.resolve(spec.chain, rec, pieces)
         else:
             raise ValueError(f"unknown positive case {case!r} in corpus.positives")
         return Clip(
@@ -269,7 +270,7 @@ class Planner:
         """Pick the concrete background of each mix step and log it as a `mix` piece."""
         out = []
         for step in chain:
-            step = dict(step)
+            step = plain(step)
             if step["name"] == "mix":
                 kind = step["source"]
                 seconds = sum(p.src_end - p.src_start for p in pieces if p.role == "content")
@@ -290,15 +291,15 @@ class Planner:
     def distractors(self) -> None:
         n = 0
         for rec in self.music:
-            for _ in range(int(self.size["distractors_per_recording"])):
+            for _ in range(self.size.distractors_per_recording):
                 length = self.query_length(rec.duration_s - 1.0)
                 start = self.free_start(rec, length)
                 if start is None:
                     continue
                 pieces = [Piece(rec.rec_id, round(start, 3), round(start + length, 3))]
                 transforms: list[dict[str, Any]] = []
-                if self.rng.random() < float(self.cfg["distractor_transform_share"]):
-                    presets = self.cfg["transform_presets"]
+                if self.rng.random() < float(self.cfg.distractor_transform_share):
+                    presets = self.cfg.transform_presets
                     transforms = self.resolve(
                         presets[sorted(presets)[int(self.rng.integers(len(presets)))]], rec, pieces
                     )
@@ -314,7 +315,7 @@ class Planner:
                     )
                 )
                 n += 1
-        for k in range(int(self.size["speech_distractors"])):
+        for k in range(self.size.speech_distractors):
             if not self.speech:
                 break
             rec = self.speech[k % len(self.speech)]
@@ -463,24 +464,23 @@ class Benchmark:
     database: list[Clip]
 
 
-def plan_corpus(recordings: Sequence[Recording], params: Mapping[str, Any]) -> tuple[list[Clip], dict[str, str]]:
+def plan_corpus(recordings: Sequence[Recording], cfg: CorpusConfig) -> tuple[list[Clip], dict[str, str]]:
     """All clips of all splits (deterministic from the manifest and params) and the split of each group."""
-    cfg = params["corpus"]
-    size = cfg["sizes"][cfg["size"]]
-    seed = int(cfg.get("seed", params.get("seed", 0)))
-    split_of = assign_splits(recordings, cfg["split_fractions"], seed)
+    size = cfg.sizes[cfg.size]
+    seed = cfg.seed
+    split_of = assign_splits(recordings, cfg.split_fractions, seed)
     clips: list[Clip] = []
     for split in SPLITS:
         music = [r for r in recordings if r.kind == "music" and split_of[r.group] == split]
         speech = [r for r in recordings if r.kind == "speech" and split_of[r.group] == split]
-        limit = size.get("max_recordings_per_split", {}).get(split) if size.get("max_recordings_per_split") else None
+        limit = size.max_recordings_per_split.get(split) if size.max_recordings_per_split else None
         if limit:
-            music = sorted(music, key=lambda r: _seed(seed, "keep", r.rec_id))[: int(limit)]
+            music = sorted(music, key=lambda r: _seed(seed, "keep", r.rec_id))[:limit]
             music.sort(key=lambda r: r.rec_id)
         split_clips = Planner(split, music, speech, cfg, size, seed).plan()
         clips += split_clips
-        if split in cfg.get("speed_splits", []):
-            clips += speed_copies(split_clips, cfg["speed_factors"], split)
+        if split in cfg.speed_splits:
+            clips += speed_copies(split_clips, cfg.speed_factors, split)
     return clips, split_of
 
 
@@ -506,7 +506,7 @@ def benchmarks(
 
 
 def build_corpus(
-    params: Mapping[str, Any],
+    params: Params,
     sources_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     summary_path: str | os.PathLike[str] | None = None,
@@ -516,11 +516,11 @@ def build_corpus(
     """Plan, render and encode every clip; write lists, annotations, the log and the summary."""
     sources_dir, out_dir = Path(sources_dir), Path(out_dir)
     recordings = load_manifest(sources_dir)
-    cfg = params["corpus"]
-    sr = int(params.get("audio", {}).get("sample_rate", 44100))
-    clips, split_of = plan_corpus(recordings, params)
+    cfg = params.corpus
+    sr = params.audio.sample_rate
+    clips, split_of = plan_corpus(recordings, cfg)
     groups = {r.rec_id: r.group for r in recordings}
-    renderer = Renderer(sources_dir, {r.rec_id: r for r in recordings}, sr, int(cfg.get("seed", 0)))
+    renderer = Renderer(sources_dir, {r.rec_id: r for r in recordings}, sr, cfg.seed)
     media = out_dir / "media"
     for split in SPLITS:
         # a clip already written with the same plan is kept (resume); anything else is rendered again
@@ -553,7 +553,7 @@ def build_corpus(
         for stale in (media / split).iterdir():
             if stale.name not in keep:
                 stale.unlink()
-    benches, annotations = benchmarks(clips, groups, float(cfg["min_shared_s"]), cfg.get("speed_splits", []))
+    benches, annotations = benchmarks(clips, groups, float(cfg.min_shared_s), cfg.speed_splits)
     for bench in benches:
         d = out_dir / bench.name
         write_video_list(
@@ -571,13 +571,13 @@ def build_corpus(
         "recordings": {r.rec_id: {**r.to_dict(), "split": split_of[r.group]} for r in recordings},
         "clips": [c.to_dict() for c in clips],
         "labels": {
-            DA: f"shares >= {cfg['min_shared_s']} s of the query segment (source time)",
+            DA: f"shares >= {cfg.min_shared_s} s of the query segment (source time)",
             JUNK: "holds material of the query's variant group without sharing the segment: left out "
             "of that query's ranking",
         },
     }
     atomic_write_json(out_dir / "construction_log.json", log)
-    summary = summarise(clips, benches, annotations, recordings, split_of, cfg["size"])
+    summary = summarise(clips, benches, annotations, recordings, split_of, cfg.size)
     if summary_path:
         atomic_write_json(summary_path, summary)
     return summary

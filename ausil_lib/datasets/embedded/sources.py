@@ -18,11 +18,12 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ...audio.decode import AudioError, encode, load_audio
+from ...core.config import DebianPackage, Params, SpeechConfig
 from ...core.download import sha256_file
 from ...core.formats import atomic_write_json, atomic_write_text
 
@@ -66,9 +67,9 @@ def variant_group(stem: str, groups: Sequence[Sequence[str]]) -> str:
     return stem
 
 
-def fetch_debian_music(pkg: Mapping[str, Any], dest: Path, work: Path) -> list[tuple[Path, str]]:
+def fetch_debian_music(pkg: DebianPackage, dest: Path, work: Path) -> list[tuple[Path, str]]:
     """Download one pinned package, check its SHA-256, extract the matching audio files into dest."""
-    name, version = pkg["name"], str(pkg["version"])
+    name, version = pkg.name, pkg.version
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         raise SourceError(
             "apt-get and dpkg-deb are needed to fetch the default music (Debian/Ubuntu); "
@@ -83,14 +84,14 @@ def fetch_debian_music(pkg: Mapping[str, Any], dest: Path, work: Path) -> list[t
         )
     deb = debs[0]
     digest = sha256_file(deb)
-    if pkg.get("sha256") and digest != pkg["sha256"]:
-        raise SourceError(f"{deb.name}: SHA-256 {digest} does not match params.yaml ({pkg['sha256']})")
+    if pkg.sha256 and digest != pkg.sha256:
+        raise SourceError(f"{deb.name}: SHA-256 {digest} does not match params.yaml ({pkg.sha256})")
     root = work / f"{name}.x"
     _run(["dpkg-deb", "-x", str(deb), str(root)])
-    found = sorted(p for p in root.rglob("*") if p.is_file() and fnmatch.fnmatch(str(p.relative_to(root)), pkg["glob"]))
+    found = sorted(p for p in root.rglob("*") if p.is_file() and fnmatch.fnmatch(str(p.relative_to(root)), pkg.glob))
     if not found:
-        raise SourceError(f"{deb.name}: no file matches {pkg['glob']!r}")
-    out_dir = dest / pkg["album"]
+        raise SourceError(f"{deb.name}: no file matches {pkg.glob!r}")
+    out_dir = dest / pkg.album
     out_dir.mkdir(parents=True, exist_ok=True)
     copyright_files = sorted(root.glob("usr/share/doc/*/copyright"))
     if copyright_files:
@@ -104,7 +105,7 @@ def fetch_debian_music(pkg: Mapping[str, Any], dest: Path, work: Path) -> list[t
     return files
 
 
-def render_speech(cfg: Mapping[str, Any], dest: Path, sample_rate: int) -> list[Path]:
+def render_speech(cfg: SpeechConfig, dest: Path, sample_rate: int) -> list[Path]:
     """Sentences spoken by espeak-ng in several voices: the speech mixed into transformed copies."""
     exe = shutil.which("espeak-ng")
     if exe is None:
@@ -113,14 +114,14 @@ def render_speech(cfg: Mapping[str, Any], dest: Path, sample_rate: int) -> list[
             "or set sources.speech.enabled: false in params.yaml"
         )
     dest.mkdir(parents=True, exist_ok=True)
-    sentences = list(cfg["sentences"])
+    sentences = list(cfg.sentences)
     out = []
-    for v, voice in enumerate(cfg["voices"]):
-        for k in range(int(cfg["clips_per_voice"])):
+    for v, voice in enumerate(cfg.voices):
+        for k in range(cfg.clips_per_voice):
             # each clip strings several sentences together, rotated per voice, so clips differ
-            text = " ".join(sentences[(v + k * 3 + j) % len(sentences)] for j in range(int(cfg["sentences_per_clip"])))
+            text = " ".join(sentences[(v + k * 3 + j) % len(sentences)] for j in range(cfg.sentences_per_clip))
             with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-                _run([exe, "-v", voice, "-s", str(cfg.get("words_per_minute", 160)), "-w", tmp.name, text])
+                _run([exe, "-v", voice, "-s", str(cfg.words_per_minute), "-w", tmp.name, text])
                 audio = load_audio(tmp.name, sample_rate=sample_rate)
             target = dest / f"{voice}_{k}.flac"
             encode(target, audio * 0.9, sample_rate, ["-c:a", "flac"])
@@ -128,18 +129,18 @@ def render_speech(cfg: Mapping[str, Any], dest: Path, sample_rate: int) -> list[
     return out
 
 
-def fetch_sources(params: Mapping[str, Any], sources_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def fetch_sources(params: Params, sources_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Materialise every source recording and write the manifest; returns the manifest."""
-    cfg = params["sources"]
-    sr = int(params.get("audio", {}).get("sample_rate", 44100))
+    cfg = params.sources
+    sr = params.audio.sample_rate
     sources_dir = Path(sources_dir)
     music_dir = sources_dir / "music"
     if music_dir.exists():
         shutil.rmtree(music_dir)
     music_dir.mkdir(parents=True)
     files: list[tuple[Path, str, str, str]] = []  # path, origin, licence, album
-    if cfg.get("music_dir"):
-        user = Path(cfg["music_dir"])
+    if cfg.music_dir:
+        user = Path(cfg.music_dir)
         if not user.is_dir():
             raise SourceError(f"sources.music_dir {user} is not a folder")
         for src in sorted(p for p in user.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS):
@@ -147,20 +148,20 @@ def fetch_sources(params: Mapping[str, Any], sources_dir: str | os.PathLike[str]
             target = music_dir / album / src.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, target)
-            files.append((target, f"user folder {user}", cfg.get("music_licence", "as provided by the user"), album))
+            files.append((target, f"user folder {user}", cfg.music_licence or "as provided by the user", album))
         if not files:
             raise SourceError(f"sources.music_dir {user} holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
     else:
         with tempfile.TemporaryDirectory() as work:
-            for pkg in cfg["debian_packages"]:
+            for pkg in cfg.debian_packages:
                 for path, origin in fetch_debian_music(pkg, music_dir, Path(work)):
-                    files.append((path, origin, pkg["licence"], pkg["album"]))
-    excluded = set(cfg.get("exclude", []))
+                    files.append((path, origin, pkg.licence, pkg.album))
+    excluded = set(cfg.exclude)
     recordings: list[Recording] = []
     skipped: dict[str, str] = {}
     for path, origin, licence, album in files:
         rec_id = f"{album}/{path.stem}"
-        reason, duration = _inspect(path, rec_id, excluded, float(cfg.get("min_recording_s", 0)), sr)
+        reason, duration = _inspect(path, rec_id, excluded, float(cfg.min_recording_s), sr)
         if reason:
             skipped[rec_id] = reason
             path.unlink()
@@ -171,7 +172,7 @@ def fetch_sources(params: Mapping[str, Any], sources_dir: str | os.PathLike[str]
                 str(path.relative_to(sources_dir)),
                 "music",
                 album,
-                f"{album}/{variant_group(path.stem, cfg.get('variant_groups', []))}",
+                f"{album}/{variant_group(path.stem, cfg.variant_groups)}",
                 duration,
                 sha256_file(path),
                 licence,
@@ -181,8 +182,8 @@ def fetch_sources(params: Mapping[str, Any], sources_dir: str | os.PathLike[str]
     speech_dir = sources_dir / "speech"
     if speech_dir.exists():
         shutil.rmtree(speech_dir)
-    if cfg.get("speech", {}).get("enabled", True):
-        for path in render_speech(cfg["speech"], speech_dir, sr):
+    if cfg.speech.enabled:
+        for path in render_speech(cfg.speech, speech_dir, sr):
             recordings.append(
                 Recording(
                     f"speech/{path.stem}",
@@ -202,11 +203,11 @@ def fetch_sources(params: Mapping[str, Any], sources_dir: str | os.PathLike[str]
         "recordings": [r.to_dict() for r in sorted(recordings, key=lambda r: r.rec_id)],
         "skipped": dict(sorted(skipped.items())),
         "packages": [
-            {k: p[k] for k in ("name", "version", "sha256", "licence", "album")} for p in cfg.get("debian_packages", [])
+            {k: getattr(p, k) for k in ("name", "version", "sha256", "licence", "album")} for p in cfg.debian_packages
         ]
-        if not cfg.get("music_dir")
+        if not cfg.music_dir
         else [],
-        "espeak_ng": _espeak_version() if cfg.get("speech", {}).get("enabled", True) else None,
+        "espeak_ng": _espeak_version() if cfg.speech.enabled else None,
     }
     atomic_write_json(sources_dir / "manifest.json", manifest)
     return manifest

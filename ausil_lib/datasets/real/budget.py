@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ...core.config import DatasetConfig, DatasetsConfig, Params
 from ...core.numerics import apply_torch_settings
 from ...models.ausil import AuSiL
 from ...models.backbone import DESCRIPTOR_DIM
@@ -95,26 +96,26 @@ def segments(duration_s: float, step_ms: int, window_s: float = 2.0) -> int:
 
 def estimate(
     name: str,
-    cfg: Mapping[str, Any],
-    params: Mapping[str, Any],
+    cfg: DatasetConfig,
+    params: Params,
     speed: Mapping[str, Any],
     pair: Mapping[str, float],
     bulk: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The budget of one dataset; `speed` is a benchmark-speed report, `pair` a measure_pair_ms result,
     `bulk` an optional `benchmark-speed --bulk-videos` report (parallel decoding: the better estimate)."""
-    stats = cfg.get("stats") or {}
-    videos, duration = stats.get("videos"), stats.get("mean_duration_s")
+    stats = cfg.stats
+    videos, duration = stats.videos, stats.mean_duration_s
     if not videos or not duration:
         raise ValueError(f"datasets.{name}.stats needs videos and mean_duration_s for a budget")
-    dsets = params.get("datasets", {})
-    step = int(cfg.get("time_step_ms", params.get("features", {}).get("time_step_ms", 1000)))
-    n_seg = segments(duration, step, float(params.get("features", {}).get("window_s", 2.0)))
-    dtype_bytes = 2 if dsets.get("store_dtype", "float32") == "float16" else 4
-    queries = int(stats.get("queries", 0))
-    factors = dsets.get("speed_factors", []) if cfg["kind"] in ("fivr", "svd") else []
+    dsets = params.datasets
+    step = cfg.time_step_ms or params.features.time_step_ms
+    n_seg = segments(duration, step, float(params.features.window_s))
+    dtype_bytes = 2 if dsets.store_dtype == "float16" else 4
+    queries = stats.queries
+    factors = dsets.speed_factors if cfg.kind in ("fivr", "svd") else ()
     hours = videos * duration / 3600
-    media_gb = videos * duration * float(dsets.get("budget_audio_kbps", 128)) * 125 / GB
+    media_gb = videos * duration * float(dsets.budget_audio_kbps) * 125 / GB
     steps = speed.get("time_steps", {})
     per100 = steps.get(str(step), {}).get("end_to_end_s_per_100s")
     if per100 is None and steps:  # scale the backbone cost with the number of segments
@@ -134,7 +135,7 @@ def estimate(
     pairs = queries * videos * (2 if factors else 1)
     return {
         "dataset": name,
-        "kind": cfg["kind"],
+        "kind": cfg.kind,
         "videos": videos,
         "queries": queries,
         "hours_of_audio": round(hours, 1),
@@ -146,7 +147,7 @@ def estimate(
             "speed_copies": round(queries * sum(1 / f for f in factors) * duration * FLAC_BYTES_PER_S / GB, 2),
         },
         "time_h": {
-            "download_at_rate_limit": _download_hours(videos, media_gb, dsets) if cfg["kind"] == "fivr" else None,
+            "download_at_rate_limit": _download_hours(videos, media_gb, dsets) if cfg.kind == "fivr" else None,
             "extraction": round(extract_h, 2) if extract_h is not None else None,
             "similarity": round(pairs * pair_ms / 1000 / 3600, 2),
         },
@@ -162,14 +163,14 @@ def estimate(
     }
 
 
-def _download_hours(videos: int, media_gb: float, dsets: Mapping[str, Any]) -> float | None:
+def _download_hours(videos: int, media_gb: float, dsets: DatasetsConfig) -> float | None:
     """Lower bound from the politeness settings: one request per sleep_s, each at most rate_limit."""
-    yt = dsets.get("youtube", {})
-    rate = str(yt.get("rate_limit") or "")
+    yt = dsets.youtube
+    rate = yt.rate_limit or ""
     units = {"K": 1e3, "M": 1e6, "G": 1e9}
     bytes_s = float(rate[:-1]) * units[rate[-1].upper()] if rate and rate[-1].upper() in units else None
     transfer = media_gb * GB / bytes_s if bytes_s else 0.0
-    return round(max(videos * float(yt.get("sleep_s", 0.0)), transfer) / 3600, 1)
+    return round(max(videos * float(yt.sleep_s), transfer) / 3600, 1)
 
 
 def render(budget: Mapping[str, Any]) -> str:

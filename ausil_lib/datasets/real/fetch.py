@@ -32,13 +32,13 @@ from urllib.parse import unquote, urlsplit
 from tqdm import tqdm
 
 from ...core import download
+from ...core.config import YoutubeConfig
 from ...core.download import DownloadError
 from ...core.formats import PathLike, atomic_path, atomic_write_json, atomic_write_text
 
 __all__ = [
     "ArchiveSpec",
     "DownloadReport",
-    "YoutubeConfig",
     "download_youtube",
     "fetch_archives",
 ]
@@ -73,19 +73,6 @@ _SOCKET_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------- YouTube
-
-
-@dataclass
-class YoutubeConfig:
-    """How yt-dlp is called and how politely."""
-
-    command: list[str]
-    format: str = "bestaudio/best"
-    rate_limit: str | None = "4M"
-    sleep_s: float = 1.0
-    retries: int = 2
-    timeout_s: float = 900.0
-    url_template: str = "https://www.youtube.com/watch?v={id}"
 
 
 @dataclass

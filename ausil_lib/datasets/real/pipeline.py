@@ -21,17 +21,18 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from tqdm import tqdm
 
 from ...audio.decode import AudioError, encode, load_audio
+from ...core.config import ArchiveEntry, AudioConfig, DatasetConfig, Params
 from ...core.formats import atomic_path, atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
 from ...core.labels import DA, speed_copy_id
 from . import loaders as ds
 
-KINDS = ("fivr", "svd", "vcdb", "evve")
 FLAC = ["-c:a", "flac"]
 
 
@@ -39,23 +40,19 @@ class StageError(RuntimeError):
     """A stage cannot run as configured; the message says which setting to change."""
 
 
-def dataset_config(params: Mapping[str, Any], name: str) -> dict[str, Any]:
-    section = params.get("datasets", {})
-    if name not in section or not isinstance(section[name], Mapping) or "kind" not in section[name]:
-        known = sorted(k for k, v in section.items() if isinstance(v, Mapping) and "kind" in v)
-        raise StageError(f"dataset {name!r} is not defined in params.yaml `datasets` (defined: {known})")
-    cfg = dict(section[name])
-    if cfg["kind"] not in KINDS:
-        raise StageError(f"datasets.{name}.kind is {cfg['kind']!r}; expected one of {KINDS}")
-    return cfg
+def dataset_config(params: Params, name: str) -> DatasetConfig:
+    named = params.datasets.named
+    if name not in named:
+        raise StageError(f"dataset {name!r} is not defined in params.yaml `datasets` (defined: {sorted(named)})")
+    return named[name]
 
 
-def dataset_dir(params: Mapping[str, Any], name: str) -> Path:
-    return Path(params.get("datasets", {}).get("root", "data/real")) / name
+def dataset_dir(params: Params, name: str) -> Path:
+    return Path(params.datasets.root) / name
 
 
-def _raw_path(base: Path, cfg: Mapping[str, Any], key: str, required: bool = True) -> Path | None:
-    rel = cfg.get("layout", {}).get(key)
+def _raw_path(base: Path, cfg: DatasetConfig, key: str, required: bool = True) -> Path | None:
+    rel = getattr(cfg.layout, key)
     if rel is None:
         if required:
             raise StageError(f"datasets layout.{key} is not set: the stage needs that file")
@@ -63,26 +60,26 @@ def _raw_path(base: Path, cfg: Mapping[str, Any], key: str, required: bool = Tru
     return base / "raw" / rel
 
 
-def _archive_specs(entries: Any, where: str) -> list:
+def _archive_specs(entries: tuple[ArchiveEntry, ...], where: str) -> list:
     from .fetch import ArchiveSpec
 
     specs = []
-    for i, entry in enumerate(entries or []):
-        if not entry.get("url"):
+    for i, entry in enumerate(entries):
+        if not entry.url:
             raise StageError(
                 f"{where}[{i}].url is not set. This file is not publicly downloadable without the "
                 "authors' permission; obtain it, then give its file:// (or http) URL and its sha256"
             )
-        specs.append(ArchiveSpec(entry["url"], entry.get("sha256"), entry.get("name")))
+        specs.append(ArchiveSpec(entry.url, entry.sha256, entry.name))
     return specs
 
 
 # ------------------------------------------------------------------ stage 1: annotations
 
 
-def compose_tasks(cfg: Mapping[str, Any], base: Path) -> tuple[dict[str, dict[str, Any]], ds.LoadReport]:
+def compose_tasks(cfg: DatasetConfig, base: Path) -> tuple[dict[str, dict[str, Any]], ds.LoadReport]:
     """Load the raw annotations and compose the dataset's tasks (still as ids, before any video exists)."""
-    kind, tasks = cfg["kind"], {}
+    kind, tasks = cfg.kind, {}
     if kind == "fivr":
         fivr = ds.load_fivr(
             _raw_path(base, cfg, "annotation"),
@@ -90,7 +87,7 @@ def compose_tasks(cfg: Mapping[str, Any], base: Path) -> tuple[dict[str, dict[st
             _raw_path(base, cfg, "audio_annotation", required=False),
         )
         report = fivr.report
-        subset_cfg = cfg.get("subset")
+        subset_cfg = cfg.subset
         if subset_cfg:
             if not fivr.audio_queries():
                 raise StageError(
@@ -99,11 +96,7 @@ def compose_tasks(cfg: Mapping[str, Any], base: Path) -> tuple[dict[str, dict[st
                     "layout.audio_annotation to the FIVR-200K_a audio annotation"
                 )
             sub = ds.compose_fivr5k(
-                fivr,
-                int(subset_cfg["queries"]),
-                float(subset_cfg["da_fraction"]),
-                int(subset_cfg["distractors"]),
-                int(subset_cfg.get("seed", 0)),
+                fivr, subset_cfg.queries, subset_cfg.da_fraction, subset_cfg.distractors, subset_cfg.seed
             )
         else:
             sub = ds.fivr_full(fivr)
@@ -122,12 +115,12 @@ def compose_tasks(cfg: Mapping[str, Any], base: Path) -> tuple[dict[str, dict[st
         report = svd.report
         if svd.audio:
             tasks["audio"] = _task(ds.svd_audio(svd), [DA], speed=True)
-        tasks["visual"] = _task(ds.svd_visual(svd, bool(cfg.get("include_unlabeled", False))), [ds.POS], role="visual")
+        tasks["visual"] = _task(ds.svd_visual(svd, cfg.include_unlabeled), [ds.POS], role="visual")
     elif kind == "vcdb":
         report = ds.LoadReport()
         pairs = ds.load_vcdb(_raw_path(base, cfg, "annotation_dir"))
         report.counts.update(copy_pairs=len(pairs), topics=len({p.topic for p in pairs}))
-        for split, sub in ds.vcdb_splits(pairs, int(cfg.get("val_topics", 0)), int(cfg.get("seed", 0))).items():
+        for split, sub in ds.vcdb_splits(pairs, cfg.val_topics, cfg.seed).items():
             tasks[split] = _task(sub, [DA], role="training")
     else:
         report = ds.LoadReport()
@@ -218,15 +211,15 @@ def fetch_drive_file(
     return got, True
 
 
-def _known_queries(cfg: Mapping[str, Any], base: Path) -> list[str]:
+def _known_queries(cfg: DatasetConfig, base: Path) -> list[str]:
     """The dataset's own queries, which split an audio annotation covering both datasets."""
-    if cfg["kind"] == "fivr":
+    if cfg.kind == "fivr":
         return list(ds._annotation_json(_raw_path(base, cfg, "annotation"), "FIVR-200K annotation.json"))
     return list(ds.load_svd_groundtruth(_raw_path(base, cfg, "groundtruth")))
 
 
 def authors_audio_annotation(
-    params: Mapping[str, Any], name: str, downloader: Downloader | None = None, progress: bool = True
+    params: Params, name: str, downloader: Downloader | None = None, progress: bool = True
 ) -> dict[str, Any] | None:
     """Fetch the AuSiL authors' audio annotation (params `datasets.audio_annotation`), pick this
     dataset's part and write it to raw/AUTHORS_AUDIO_FILE; return what was done (digest included),
@@ -236,20 +229,18 @@ def authors_audio_annotation(
 
     cfg, base = dataset_config(params, name), dataset_dir(params, name)
     if (
-        cfg["kind"] not in ds.AUDIO_ANNOTATION_KINDS
-        or not cfg.get("use_authors_audio_annotation", False)
-        or cfg.get("layout", {}).get("audio_annotation") is not None
+        cfg.kind not in ds.AUDIO_ANNOTATION_KINDS
+        or not cfg.use_authors_audio_annotation
+        or cfg.layout.audio_annotation is not None
     ):
         return None
-    section = params.get("datasets", {})
-    shared = section.get("audio_annotation")
-    if not isinstance(shared, Mapping) or not shared.get("file"):
+    shared = params.datasets.audio_annotation
+    if not shared.file:
         raise StageError(
-            f"datasets.{name}.use_authors_audio_annotation is true but datasets.audio_annotation "
-            "{drive_id, sha256, file} is not set"
+            f"datasets.{name}.use_authors_audio_annotation is true but datasets.audio_annotation.file is not set"
         )
-    dest = Path(section.get("root", "data/real")) / str(shared["file"])
-    drive_id, sha256 = shared.get("drive_id"), shared.get("sha256")
+    dest = Path(params.datasets.root) / shared.file
+    drive_id, sha256 = shared.drive_id, shared.sha256
     if not drive_id and not dest.is_file():
         raise StageError(
             f"datasets.audio_annotation.drive_id is not set and {dest} does not exist: put the AuSiL "
@@ -275,7 +266,7 @@ def authors_audio_annotation(
             f"so it is unverified (got {digest}); record this digest to pin it",
             file=sys.stderr,
         )
-    annotation, found = ds.read_authors_audio_annotation(dest, cfg["kind"], _known_queries(cfg, base))
+    annotation, found = ds.read_authors_audio_annotation(dest, cfg.kind, _known_queries(cfg, base))
     out = base / "raw" / AUTHORS_AUDIO_FILE
     ds.write_annotations(out, annotation)
     return {
@@ -290,7 +281,7 @@ def authors_audio_annotation(
 
 
 def stage_annotations(
-    params: Mapping[str, Any], name: str, progress: bool = True, downloader: Downloader | None = None
+    params: Params, name: str, progress: bool = True, downloader: Downloader | None = None
 ) -> dict[str, Any]:
     """Fetch the annotation files (checksummed), validate them, compose the tasks, list the wanted videos.
 
@@ -299,25 +290,25 @@ def stage_annotations(
     from .fetch import fetch_archives
 
     cfg, base = dataset_config(params, name), dataset_dir(params, name)
-    if not cfg.get("annotation_files") and not any((base / "raw").glob("*")):
+    if not cfg.annotation_files and not any((base / "raw").glob("*")):
         raise StageError(
             f"datasets.{name}.annotation_files is empty and {base / 'raw'} holds nothing: the "
-            f"{cfg['kind'].upper()} annotations are distributed by their authors; obtain them and list "
+            f"{cfg.kind.upper()} annotations are distributed by their authors; obtain them and list "
             "each file or archive as {url, sha256} (file:// URLs work), or unpack them into that folder"
         )
     fetch_archives(
-        _archive_specs(cfg.get("annotation_files"), f"datasets.{name}.annotation_files"),
+        _archive_specs(cfg.annotation_files, f"datasets.{name}.annotation_files"),
         base / "downloads",
         base / "raw",
         progress=progress,
     )
     authors = authors_audio_annotation(params, name, downloader, progress)
     if authors is not None:
-        cfg["layout"] = {**cfg.get("layout", {}), "audio_annotation": AUTHORS_AUDIO_FILE}
+        cfg = replace(cfg, layout=replace(cfg.layout, audio_annotation=AUTHORS_AUDIO_FILE))
     tasks, report = compose_tasks(cfg, base)
     wanted = list(dict.fromkeys(v for t in tasks.values() for v in [*t["queries"], *t["database"]]))
     write_ids(base / "wanted_ids.txt", wanted)
-    plan = {"dataset": name, "kind": cfg["kind"], "tasks": tasks, "report": report.to_dict()}
+    plan = {"dataset": name, "kind": cfg.kind, "tasks": tasks, "report": report.to_dict()}
     out = {
         "tasks": {t: {"queries": len(v["queries"]), "database": len(v["database"])} for t, v in tasks.items()},
         "wanted_videos": len(wanted),
@@ -332,13 +323,6 @@ def stage_annotations(
 # ------------------------------------------------------------------ stage 2: videos
 
 
-def youtube_config(params: Mapping[str, Any]):
-    from ...core.config import from_section
-    from .fetch import YoutubeConfig
-
-    return from_section(YoutubeConfig, params.get("datasets", {}).get("youtube", {}), "datasets.youtube")
-
-
 def _require_stage_output(path: Path, stage: str, name: str) -> Path:
     if not path.exists():
         raise StageError(
@@ -348,20 +332,20 @@ def _require_stage_output(path: Path, stage: str, name: str) -> Path:
     return path
 
 
-def stage_videos(params: Mapping[str, Any], name: str, progress: bool = True) -> dict[str, Any]:
+def stage_videos(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
     """FIVR: the wanted YouTube ids through yt-dlp (resumable, rate-limited, unavailable ones recorded);
     SVD / VCDB / EVVE: their distribution archives, checksummed and extracted."""
     from .fetch import download_youtube, fetch_archives
 
     cfg, base = dataset_config(params, name), dataset_dir(params, name)
     _require_stage_output(base / "wanted_ids.txt", "annotations", name)
-    if cfg["kind"] == "fivr":
+    if cfg.kind == "fivr":
         report = download_youtube(
-            read_ids(base / "wanted_ids.txt"), base / "videos", youtube_config(params), progress=progress
+            read_ids(base / "wanted_ids.txt"), base / "videos", params.datasets.youtube, progress=progress
         )
         return report.to_dict()
     archives = fetch_archives(
-        _archive_specs(cfg.get("video_archives"), f"datasets.{name}.video_archives"),
+        _archive_specs(cfg.video_archives, f"datasets.{name}.video_archives"),
         base / "downloads",
         base / "videos",
         progress=progress,
@@ -376,8 +360,7 @@ def render_speed_copies(
     queries: Mapping[str, str],
     factors: list[float],
     out_dir: Path,
-    sample_rate: int,
-    audio_params: Mapping[str, Any],
+    audio: AudioConfig,
     progress: bool = True,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Each query re-rendered at each factor (tempo and pitch together, as the paper); resumable.
@@ -395,11 +378,8 @@ def render_speed_copies(
             made.update({k: str(p) for k, p in targets.items()})
             continue
         try:
-            audio = load_audio(
-                path,
-                sample_rate=sample_rate,
-                ffmpeg=audio_params.get("ffmpeg"),
-                timeout_s=float(audio_params.get("decode_timeout_s", 600)),
+            samples = load_audio(
+                path, sample_rate=audio.sample_rate, ffmpeg=audio.ffmpeg, timeout_s=audio.decode_timeout_s
             )
         except AudioError as exc:
             failed[qid] = exc.reason
@@ -409,16 +389,16 @@ def render_speed_copies(
             if not target.is_file():
                 encode(
                     target,
-                    apply_chain(audio, sample_rate, [{"name": "speed", "factor": float(f)}], seed=0),
-                    sample_rate,
+                    apply_chain(samples, audio.sample_rate, [{"name": "speed", "factor": float(f)}], seed=0),
+                    audio.sample_rate,
                     FLAC,
-                    ffmpeg=audio_params.get("ffmpeg"),
+                    ffmpeg=audio.ffmpeg,
                 )
             made[speed_copy_id(qid, f)] = str(target)
     return made, failed
 
 
-def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True) -> dict[str, Any]:
+def stage_benchmarks(params: Params, name: str, progress: bool = True) -> dict[str, Any]:
     """Match the obtained files to the plan and write every task's benchmark directory."""
     base = dataset_dir(params, name)
     plan = json.loads(_require_stage_output(base / "plan.json", "annotations", name).read_text(encoding="utf-8"))
@@ -428,8 +408,7 @@ def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True
     report.counts.update(wanted=len(wanted), found=len(media), missing=len(missing))
     if missing:
         report.note(f"{len(missing)} of {len(wanted)} videos could not be obtained: {ds.examples(missing)}")
-    factors = [float(f) for f in params.get("datasets", {}).get("speed_factors", [])]
-    sr = int(params.get("audio", {}).get("sample_rate", 44100))
+    factors = [float(f) for f in params.datasets.speed_factors]
     all_videos: dict[str, str] = dict(media)
     summary: dict[str, Any] = {}
     (base / "speed").mkdir(parents=True, exist_ok=True)  # a declared output, empty without audio tasks
@@ -438,9 +417,7 @@ def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True
         bench = ds.available(sub, media, task, spec["relevant"], spec["ignore"], report)
         benches = [bench]
         if spec["speed"] and factors:
-            copies, failed = render_speed_copies(
-                bench.queries, factors, base / "speed", sr, params.get("audio", {}), progress
-            )
+            copies, failed = render_speed_copies(bench.queries, factors, base / "speed", params.audio, progress)
             for qid, reason in failed.items():
                 report.note(f"query {qid}: no speed copies ({reason})")
             all_videos.update(copies)
@@ -468,7 +445,7 @@ def stage_benchmarks(params: Mapping[str, Any], name: str, progress: bool = True
 
 
 def stage_evaluate(
-    params: Mapping[str, Any],
+    params: Params,
     name: str,
     model_path: str | os.PathLike[str],
     features_dir: str | os.PathLike[str],
@@ -490,7 +467,7 @@ def stage_evaluate(
     summary = json.loads(
         _require_stage_output(base / "benchmarks.json", "benchmarks", name).read_text(encoding="utf-8")
     )
-    methods = list(params.get("datasets", {}).get("methods", ["ausil"]))
+    methods = list(params.datasets.methods)
     unknown = sorted(set(methods) - {"ausil", *BASELINES})
     if unknown:
         raise StageError(f"datasets.methods: unknown {unknown}; choose from {['ausil', *BASELINES]}")
@@ -529,7 +506,7 @@ def stage_evaluate(
 
 
 def _score_ausil(
-    params: Mapping[str, Any],
+    params: Params,
     base: Path,
     tasks: Mapping[str, Any],
     model_path: str | os.PathLike[str],
@@ -546,8 +523,8 @@ def _score_ausil(
 
     model, _meta = load_model(model_path, variant)
     store = FeatureStore(features_dir, readonly=True)
-    device = resolve_device(params.get("device", "auto"))
-    batch_bytes = int(params.get("datasets", {}).get("similarity_batch_mb", 1024)) << 20
+    device = resolve_device(params.device)
+    batch_bytes = params.datasets.similarity_batch_mb << 20
     for task in tasks:
         bench = base / "bench" / task
         results, failures, timing = score_stored(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from ausil_lib.audio.decode import encode, load_audio
+from ausil_lib.core.config import Params, parse_params
 from ausil_lib.core.formats import read_annotations, read_ids, read_video_list
 from ausil_lib.core.labels import DA, JUNK
 from ausil_lib.datasets.embedded.corpus import build_corpus
@@ -28,7 +28,7 @@ ALBUMS = {
 }
 
 
-def tiny_params(music_dir: Path) -> dict:
+def tiny_params(music_dir: Path) -> Params:
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["sources"].update(
         music_dir=str(music_dir),
@@ -40,11 +40,11 @@ def tiny_params(music_dir: Path) -> dict:
     params["sources"]["speech"]["enabled"] = False
     params["corpus"]["size"] = "tiny"
     params["corpus"]["split_fractions"] = {"train": 0.4, "val": 0.3, "test": 0.3}  # 10 groups: 4 / 3 / 3
-    return params
+    return parse_params(params)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[dict, Path, Path]:
+def corpus(tmp_path_factory) -> tuple[Params, Path, Path]:
     root = tmp_path_factory.mktemp("corpus")
     music = root / "music"
     seed = 0
@@ -94,7 +94,7 @@ def test_labels_follow_the_construction_log(corpus, bench: str) -> None:
     group = {r: v["group"] for r, v in log["recordings"].items()}
     ann = read_annotations(out / bench / "annotation.json")
     dataset = read_ids(out / bench / "dataset_ids.txt")
-    min_shared = params["corpus"]["min_shared_s"]
+    min_shared = params.corpus.min_shared_s
     assert set(ann) == set(read_video_list(out / bench / "queries.txt"))
     for qid, labels in ann.items():
         query = clips[qid]
@@ -120,7 +120,7 @@ def test_speed_protocol(corpus) -> None:
     speed_db = set(read_ids(out / "test_speed" / "dataset_ids.txt"))
     originally_da = {v for labels in original.values() for v in labels[DA]}
     assert not originally_da & speed_db
-    factors = params["corpus"]["speed_factors"]
+    factors = params.corpus.speed_factors
     for qid, labels in speed.items():
         assert sorted(labels[DA]) == sorted(f"{qid}_x{f:g}" for f in factors)
         for f in factors:
@@ -147,7 +147,7 @@ def test_cases_formats_and_summary(corpus) -> None:
 
 def test_two_builds_are_identical(corpus, tmp_path: Path) -> None:
     params, root, out = corpus
-    build_corpus(copy.deepcopy(params), root / "sources", tmp_path / "b", progress=False)
+    build_corpus(params, root / "sources", tmp_path / "b", progress=False)
     for bench in ("train", "val", "test", "test_speed"):
         for name in ("annotation.json", "dataset_ids.txt"):
             assert (out / bench / name).read_bytes() == (tmp_path / "b" / bench / name).read_bytes()
@@ -167,7 +167,7 @@ def test_rebuild_resumes_without_rendering(corpus, monkeypatch) -> None:
         raise AssertionError("a finished clip was rendered again")
 
     monkeypatch.setattr(corpus_module.Renderer, "write", fail)
-    build_corpus(copy.deepcopy(params), root / "sources", out, progress=False)
+    build_corpus(params, root / "sources", out, progress=False)
 
 
 def test_manifest_records_origin_and_hashes(corpus) -> None:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from ausil_lib import cli
+from ausil_lib.core.config import parse_params
 from ausil_lib.datasets.real import loaders as ds
 from ausil_lib.datasets.real import pipeline as dp
 
@@ -149,8 +150,8 @@ def test_each_plausible_form_gives_each_dataset_its_part(
 ) -> None:
     params = make_params(tmp_path)
     drive = FakeDrive(FORMATS[form])
-    out_fivr = dp.stage_annotations(params, "fivrx", progress=False, downloader=drive)
-    out_svd = dp.stage_annotations(params, "svdx", progress=False, downloader=drive)
+    out_fivr = dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=drive)
+    out_svd = dp.stage_annotations(parse_params(params), "svdx", progress=False, downloader=drive)
     # one download for both datasets, atomically renamed into place, by the id from params
     assert len(drive.calls) == 1 and drive.calls[0][0] == DRIVE_ID
     assert drive.calls[0][1].parent == shared_file(params).parent and drive.calls[0][1] != shared_file(params)
@@ -199,7 +200,7 @@ def test_each_plausible_form_gives_each_dataset_its_part(
 def test_unrecognised_content_names_the_file_and_what_it_holds(tmp_path: Path, content: bytes, found: str) -> None:
     params = make_params(tmp_path)
     with pytest.raises(ds.DatasetError) as err:
-        dp.stage_annotations(params, "svdx", progress=False, downloader=FakeDrive(content))
+        dp.stage_annotations(parse_params(params), "svdx", progress=False, downloader=FakeDrive(content))
     assert str(shared_file(params)) in str(err.value) and found in str(err.value)
     assert not (Path(params["datasets"]["root"]) / "svdx" / "plan.json").exists()
 
@@ -245,7 +246,7 @@ def test_offline_stops_with_one_line_saying_where_to_put_the_file(
     monkeypatch.setattr(gdown, "download", unreachable)  # the default downloader, without any network
     params = make_params(tmp_path)
     with pytest.raises(dp.StageError) as err:
-        dp.stage_annotations(params, "fivrx", progress=False)
+        dp.stage_annotations(parse_params(params), "fivrx", progress=False)
     message = str(err.value)
     assert calls and calls[0]["id"] == DRIVE_ID and calls[0]["quiet"] is True
     assert "\n" not in message and "could not download" in message and "ConnectionError" in message
@@ -277,7 +278,7 @@ def test_a_hand_supplied_file_is_used_without_download(tmp_path: Path) -> None:
     shared_file(params).parent.mkdir(parents=True, exist_ok=True)
     shared_file(params).write_bytes(FORMATS["json, per-dataset keys"])
     drive = FakeDrive(error=AssertionError("no download expected"))
-    out = dp.stage_annotations(params, "fivrx", progress=False, downloader=drive)
+    out = dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=drive)
     assert not drive.calls and out["tasks"]["audio"]["queries"] == 2
 
 
@@ -285,32 +286,32 @@ def test_a_pinned_digest_is_verified(tmp_path: Path, capsys: pytest.CaptureFixtu
     content = FORMATS["json, one mapping for both"]
     good = hashlib.sha256(content).hexdigest()
     params = make_params(tmp_path, sha256=good)
-    out = dp.stage_annotations(params, "fivrx", progress=False, downloader=FakeDrive(content))
+    out = dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=FakeDrive(content))
     assert out["audio_annotation"]["verified"] is True and "unverified" not in capsys.readouterr().err
     # a download that does not match is discarded, naming the file and both digests
     bad = "0" * 64
     params = make_params(tmp_path / "other", sha256=bad)
     with pytest.raises(dp.StageError) as err:
-        dp.stage_annotations(params, "fivrx", progress=False, downloader=FakeDrive(content))
+        dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=FakeDrive(content))
     assert good in str(err.value) and bad in str(err.value) and str(shared_file(params)) in str(err.value)
     assert not shared_file(params).exists()
     # as is a file present that does not match (kept: it may be the user's own copy)
     shared_file(params).write_bytes(content)
     with pytest.raises(dp.StageError, match=f"{good}.*{bad}"):
-        dp.stage_annotations(params, "fivrx", progress=False, downloader=FakeDrive(content))
+        dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=FakeDrive(content))
     assert shared_file(params).is_file()
 
 
 def test_the_authors_file_is_used_only_when_asked(tmp_path: Path) -> None:
     drive = FakeDrive(error=AssertionError("no download expected"))
     params = make_params(tmp_path, use_authors_audio_annotation=False)
-    out = dp.stage_annotations(params, "fivrx", progress=False, downloader=drive)
+    out = dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=drive)
     assert "audio" not in out["tasks"] and "audio_annotation" not in out
     own = {"qccccccccc3": {"DA": ["vccccccccc1"]}}  # the dataset's own DA file takes precedence
     params = make_params(tmp_path / "own")
     (Path(params["datasets"]["root"]) / "fivrx" / "raw" / "own_da.json").write_text(json.dumps(own))
     params["datasets"]["fivrx"]["layout"]["audio_annotation"] = "own_da.json"
-    out = dp.stage_annotations(params, "fivrx", progress=False, downloader=drive)
+    out = dp.stage_annotations(parse_params(params), "fivrx", progress=False, downloader=drive)
     assert out["tasks"]["audio"]["queries"] == 1 and not drive.calls
 
 

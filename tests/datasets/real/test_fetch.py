@@ -9,14 +9,16 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from ausil_lib.core import download
+from ausil_lib.core.config import YoutubeConfig
 from ausil_lib.core.download import DownloadError
 from ausil_lib.datasets.real import fetch as fetch_mod
-from ausil_lib.datasets.real.fetch import ArchiveSpec, YoutubeConfig, download_youtube, fetch_archives
+from ausil_lib.datasets.real.fetch import ArchiveSpec, download_youtube, fetch_archives
 
 AUDIO = b"fake m4a audio payload"
 
@@ -102,7 +104,7 @@ def read_log(out: Path) -> dict[str, tuple[str, str]]:
 
 def test_downloads_with_expected_arguments(fake, tmp_path: Path) -> None:
     cfg, calls = fake
-    cfg.format, cfg.rate_limit = "bestaudio[ext=m4a]", "2M"
+    cfg = replace(cfg, format="bestaudio[ext=m4a]", rate_limit="2M")
     out = tmp_path / "videos"
     report = download_youtube(["abc", "-dash_1", "abc"], out, cfg, progress=False)
     assert report.downloaded == ["abc", "-dash_1"] and not report.failed and not report.unavailable
@@ -124,7 +126,7 @@ def test_downloads_with_expected_arguments(fake, tmp_path: Path) -> None:
 
 def test_no_rate_limit_option_when_unset(fake, tmp_path: Path) -> None:
     cfg, calls = fake
-    cfg.rate_limit = None
+    cfg = replace(cfg, rate_limit=None)
     download_youtube(["abc"], tmp_path / "v", cfg, progress=False)
     assert "--limit-rate" not in calls.argvs()[0]
 
@@ -168,7 +170,7 @@ def test_transient_failure_retried_then_succeeds(fake, tmp_path: Path, monkeypat
     cfg, calls = fake
     monkeypatch.setenv("FAKE_YTDLP_FAILS", json.dumps({"flaky": 2}))
     fake_time = FakeTime()
-    cfg.sleep_s = 1.0
+    cfg = replace(cfg, sleep_s=1.0)
     report = download_youtube(
         ["flaky"], tmp_path / "v", cfg, progress=False, sleep=fake_time.sleep, clock=fake_time.clock
     )
@@ -195,14 +197,14 @@ def test_exhausted_retries_fail_and_are_retried_next_run(fake, tmp_path: Path, m
 
 def test_timeout_is_a_failure_not_a_crash(fake, tmp_path: Path) -> None:
     cfg, _ = fake
-    cfg.timeout_s, cfg.retries = 0.5, 0
+    cfg = replace(cfg, timeout_s=0.5, retries=0)
     report = download_youtube(["hang1", "ok"], tmp_path / "v", cfg, progress=False)
     assert report.failed == {"hang1": "yt-dlp timed out after 0.5 s"} and report.downloaded == ["ok"]
 
 
 def test_requests_are_spaced_by_sleep_s(fake, tmp_path: Path, monkeypatch) -> None:
     cfg, _ = fake
-    cfg.sleep_s = 1.0
+    cfg = replace(cfg, sleep_s=1.0)
     fake_time = FakeTime()
     starts: list[float] = []
     real_run = subprocess.run

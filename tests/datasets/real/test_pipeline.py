@@ -3,15 +3,17 @@ errors for missing settings and out-of-order stages, and the dry-run budget's ar
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from ausil_lib.core.config import Params, parse_params
 from ausil_lib.datasets.real import budget
 from ausil_lib.datasets.real import pipeline as dp
 
 
-def params(tmp_path: Path, **cfg) -> dict:
+def raw_params(tmp_path: Path) -> dict:
     return {
         "datasets": {
             "root": str(tmp_path / "real"),
@@ -25,25 +27,30 @@ def params(tmp_path: Path, **cfg) -> dict:
                 "time_step_ms": 125,
                 "stats": {"videos": 1000, "queries": 10, "mean_duration_s": 20},
             },
-            **cfg,
         }
     }
+
+
+def params(tmp_path: Path) -> Params:
+    return parse_params(raw_params(tmp_path))
 
 
 def test_unknown_dataset_and_kind(tmp_path: Path) -> None:
     with pytest.raises(dp.StageError, match=r"'nope' is not defined.*svdx"):
         dp.dataset_config(params(tmp_path), "nope")
-    with pytest.raises(dp.StageError, match="kind"):
-        dp.dataset_config(params(tmp_path, odd={"kind": "youtube8m"}), "odd")
+    p = raw_params(tmp_path)
+    p["datasets"]["odd"] = {"kind": "youtube8m"}
+    with pytest.raises(ValueError, match="datasets.odd: kind is 'youtube8m'"):  # refused as params.yaml is read
+        parse_params(p)
 
 
 def test_missing_annotation_source_says_what_to_set(tmp_path: Path) -> None:
     with pytest.raises(dp.StageError, match=r"datasets.svdx.annotation_files is empty"):
         dp.stage_annotations(params(tmp_path), "svdx", progress=False)
-    p = params(tmp_path)
+    p = raw_params(tmp_path)
     p["datasets"]["svdx"]["annotation_files"] = [{"url": None, "sha256": None}]
     with pytest.raises(dp.StageError, match=r"annotation_files\[0\].url is not set"):
-        dp.stage_annotations(p, "svdx", progress=False)
+        dp.stage_annotations(parse_params(p), "svdx", progress=False)
 
 
 @pytest.mark.parametrize("stage, needs", [(dp.stage_videos, "annotations"), (dp.stage_benchmarks, "annotations")])
@@ -54,7 +61,7 @@ def test_stages_out_of_order_name_the_missing_step(tmp_path: Path, stage, needs:
 
 def test_budget_arithmetic(tmp_path: Path) -> None:
     p = params(tmp_path)
-    cfg = p["datasets"]["svdx"]
+    cfg = p.datasets.named["svdx"]
     speed = {"machine": {"device": "cpu"}, "time_steps": {"125": {"end_to_end_s_per_100s": 2.0}}}
     pair = {"ms_per_pair": 1.0, "n_segments": 100, "device": "cpu"}
     b = budget.estimate("svdx", cfg, p, speed, pair)
@@ -66,6 +73,6 @@ def test_budget_arithmetic(tmp_path: Path) -> None:
     assert b["pairs"] == 10 * 1000 * 2  # original and speed tasks
     assert b["time_h"]["download_at_rate_limit"] is None  # archives, not yt-dlp
     assert "svdx" in budget.render(b)
-    cfg["stats"]["mean_duration_s"] = None
+    cfg = replace(cfg, stats=replace(cfg.stats, mean_duration_s=None))
     with pytest.raises(ValueError, match="mean_duration_s"):
         budget.estimate("svdx", cfg, p, speed, pair)
