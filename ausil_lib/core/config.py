@@ -885,9 +885,9 @@ class DatasetsConfig:
 
 @dataclass(frozen=True)
 class Params:
-    """The whole params.yaml: one field per section."""
+    """The whole params.yaml: one field per section (no global seed: each section that draws random numbers
+    has its own `seed`)."""
 
-    seed: int = 0  # each section that draws random numbers has its own seed, which params.yaml sets
     device: str = "auto"  # auto: CUDA when present, else CPU; cpu / cuda / cuda:N force one
     audio: AudioConfig = field(default_factory=AudioConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
