@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
+
+from ausil_lib.audio.decode import find_ffmpeg
 
 SR = 44100
 
@@ -50,3 +53,13 @@ def run_checked(cwd: Path, env: dict[str, str], *cmd: str) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}"
     return proc.stdout
+
+
+def video_without_audio(path: Path) -> Path:
+    """A 2 s black H.264 video with no audio stream: the "no audio" failure case."""
+    subprocess.run(
+        [find_ffmpeg(), "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=16x16:r=5:d=2"]
+        + ["-c:v", "libx264", str(path)],
+        check=True,
+    )
+    return path

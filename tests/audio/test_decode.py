@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from ausil_lib.audio.decode import AudioError, find_ffmpeg, load_audio, normalise
 
-from ..helpers import MEDIA_FORMATS, SR, tone
+from ..helpers import MEDIA_FORMATS, SR, tone, video_without_audio
 
 
 def dominant_frequency(audio: np.ndarray, sr: int = SR) -> float:
@@ -89,22 +88,7 @@ def test_garbage_with_audio_extension(tmp_path: Path) -> None:
 
 def test_no_audio_stream(tmp_path: Path) -> None:
     path = tmp_path / "video_only.mp4"
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=black:s=16x16:r=5:d=2",
-            "-c:v",
-            "libx264",
-            str(path),
-        ],
-        check=True,
-    )
+    video_without_audio(path)
     assert "no audio stream" in _error(path).reason
 
 

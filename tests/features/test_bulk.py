@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ausil_lib.audio.decode import encode, find_ffmpeg
+from ausil_lib.audio.decode import encode
 from ausil_lib.features.bulk import extract_to_store
 from ausil_lib.features.extraction import Extractor, feature_path, load_features
 from ausil_lib.features.logmel import FeatureConfig
 from ausil_lib.features.store import FeatureStore, StoreError
 from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
 
-from ..helpers import MEDIA_FORMATS, SR, chords
+from ..helpers import MEDIA_FORMATS, SR, chords, video_without_audio
 
 CLIPS = {"a": ("a.mp4", 2.5), "b": ("b.ogg", 4.0), "c": ("c.webm", 6.0), "d": ("d.wav", 1.2)}
 
@@ -74,22 +73,7 @@ def bad_files(tmp_path: Path) -> dict[str, str]:
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 30000, dtype=np.uint8).tobytes())
     no_audio = tmp_path / "no_audio.mp4"
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=black:s=16x16:r=5:d=2",
-            "-c:v",
-            "libx264",
-            str(no_audio),
-        ],
-        check=True,
-    )
+    video_without_audio(no_audio)
     return {"corrupt": str(corrupt), "no_audio": str(no_audio), "missing": str(tmp_path / "gone.mp4")}
 
 

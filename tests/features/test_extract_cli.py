@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from ausil_lib.audio.decode import find_ffmpeg
 from ausil_lib.cli import main
 from ausil_lib.core.formats import write_video_list
 from ausil_lib.features.extraction import feature_path, load_features
 from ausil_lib.models.backbone import DESCRIPTOR_DIM
 
-from ..helpers import SR, chords
+from ..helpers import SR, chords, video_without_audio
 
 
 @pytest.fixture
@@ -41,22 +39,7 @@ def video_folder(tmp_path: Path, make_media) -> dict[str, str]:
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 30000, dtype=np.uint8).tobytes())
     no_audio = tmp_path / "no_audio.mp4"
-    subprocess.run(
-        [
-            find_ffmpeg(),
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=black:s=16x16:r=5:d=2",
-            "-c:v",
-            "libx264",
-            str(no_audio),
-        ],
-        check=True,
-    )
+    video_without_audio(no_audio)
     videos.update(corrupt=corrupt, no_audio=no_audio, missing=tmp_path / "gone.mp4")
     return {k: str(v) for k, v in videos.items()}
 

@@ -197,9 +197,11 @@ def test_exhausted_retries_fail_and_are_retried_next_run(fake, tmp_path: Path, m
 
 def test_timeout_is_a_failure_not_a_crash(fake, tmp_path: Path) -> None:
     cfg, _ = fake
-    cfg = replace(cfg, timeout_s=0.5, retries=0)
+    # 5 s: far above a loaded machine's start-up time of the fake (the "ok" download must finish), far
+    # below the hang (which never ends), so the verdict does not depend on the machine's load
+    cfg = replace(cfg, timeout_s=5.0, retries=0)
     report = download_youtube(["hang1", "ok"], tmp_path / "v", cfg, progress=False)
-    assert report.failed == {"hang1": "yt-dlp timed out after 0.5 s"} and report.downloaded == ["ok"]
+    assert report.failed == {"hang1": "yt-dlp timed out after 5 s"} and report.downloaded == ["ok"]
 
 
 def test_requests_are_spaced_by_sleep_s(fake, tmp_path: Path, monkeypatch) -> None:
