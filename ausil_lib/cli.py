@@ -177,25 +177,32 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_sources(args: argparse.Namespace) -> int:
+    from .core.config import cross_corpus_params
     from .datasets.embedded.sources import SourceError, fetch_sources, load_manifest, verify_against_dvc
 
-    if args.verify and not args.accept and (Path(args.output_dir) / "manifest.json").is_file():
+    params = _params(args)
+    targets = [(Path(args.output_dir), params)]
+    if args.cross_output_dir:
+        targets.append((Path(args.cross_output_dir), cross_corpus_params(params)))
+    if args.verify and not args.accept and all((d / "manifest.json").is_file() for d, _ in targets):
         try:
             verify_against_dvc(args.verify)
-            print(f"{args.output_dir}: {len(load_manifest(args.output_dir))} recordings already match {args.verify}")
+            for d, _ in targets:
+                print(f"{d}: {len(load_manifest(d))} recordings already match {args.verify}")
             return 0
         except SourceError:
             pass  # something differs: fetch again, then verify
-    manifest = fetch_sources(_params(args), args.output_dir)
-    n = {k: sum(r["kind"] == k for r in manifest["recordings"]) for k in ("music", "speech")}
-    print(
-        f"{args.output_dir}: {n['music']} music and {n['speech']} speech recordings "
-        f"({len(manifest['skipped'])} skipped, see manifest.json)"
-    )
+    for d, p in targets:
+        manifest = fetch_sources(p, d)
+        n = {k: sum(r["kind"] == k for r in manifest["recordings"]) for k in ("music", "speech")}
+        print(
+            f"{d}: {n['music']} music and {n['speech']} speech recordings "
+            f"({len(manifest['skipped'])} skipped, see manifest.json)"
+        )
     if args.verify:
         verify_against_dvc(args.verify, strict=not args.accept)
         print(
-            f"{args.output_dir} matches the pins in {args.verify}"
+            f"the sources match the pins in {args.verify}"
             if not args.accept
             else f"{args.verify} re-pinned to these sources"
         )
@@ -205,8 +212,13 @@ def cmd_fetch_sources(args: argparse.Namespace) -> int:
 def cmd_build_corpus(args: argparse.Namespace) -> int:
     from .datasets.embedded.corpus import build_corpus
 
+    params = _params(args)
+    if args.cross_corpus:
+        from .core.config import cross_corpus_params
+
+        params = cross_corpus_params(params)
     summary = build_corpus(
-        _params(args),
+        params,
         args.sources,
         args.output_dir,
         summary_path=args.summary,
@@ -239,13 +251,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     params = _params(args)
     _, info = load_backbone(params)
+    if (args.cross_features_dir is None) != (args.cross_corpus is None):
+        raise SystemExit("train: give both --cross-features-dir and --cross-corpus, or neither")
+    cross = (args.cross_features_dir, args.cross_corpus) if args.cross_corpus else None
     meta = train_ausil(
-        params, args.features_dir, args.corpus, args.output, args.curve, info.label, progress=not args.no_progress
+        params,
+        args.features_dir,
+        args.corpus,
+        args.output,
+        args.curve,
+        info.label,
+        progress=not args.no_progress,
+        cross=cross,
     )
     print(f"triplets: {meta['triplets']}")
+    cross_note = f", cross-corpus val mAP {meta['cross_val_map']:.4f}" if cross else ""
     print(
-        f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s; best val mAP {meta['val_map']:.4f} "
-        f"at step {meta['best_step']}; backbone: {info.label}"
+        f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s; best: val mAP {meta['val_map']:.4f}"
+        f"{cross_note} at step {meta['best_step']} ({meta['selection']}); backbone: {info.label}"
     )
     return 0
 
@@ -510,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output-dir", default="data/sources", help="where the recordings go (default: %(default)s)")
     p.add_argument(
+        "--cross-output-dir",
+        default=None,
+        help="also materialise params.yaml cross_corpus.sources here (data/cross_sources in `make repro`)",
+    )
+    p.add_argument(
         "--verify",
         default=None,
         metavar="DVC_FILE",
@@ -537,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, default=2, help="clips rendered in parallel (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--cross-corpus",
+        action="store_true",
+        help="build the cross-corpus validation set (params.yaml cross_corpus) from --sources instead",
+    )
 
     p = add(
         "train-backbone",
@@ -562,13 +595,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Learn PCA whitening from train-split segment descriptors, mine triplets from the train benchmark "
         "(positive and hard-negative thresholds of the paper), train context vector and similarity CNN "
         "with the triplet loss plus similarity regularisation (params training), and keep the checkpoint "
-        "with the best validation mAP.",
+        "with the best validation mAP (val, and the cross-corpus val set when given).",
     )
     p.add_argument("--features-dir", required=True, help="descriptors of the corpus videos (ausil extract)")
     p.add_argument("--corpus", default="data/corpus", help="corpus directory (default: %(default)s)")
     p.add_argument("--output", required=True, help="model file to write")
     p.add_argument("--curve", required=True, help="training curve JSON (loss, validation mAP per step)")
     p.add_argument("--gamma", type=float, default=None, help="override training.gamma (Table VII sweep)")
+    p.add_argument(
+        "--cross-features-dir",
+        default=None,
+        help="descriptors of the cross-corpus validation set: select on it as well (needs --cross-corpus)",
+    )
+    p.add_argument("--cross-corpus", default=None, help="cross-corpus directory (e.g. data/cross_corpus)")
     p.add_argument(
         "--backbone",
         default=None,

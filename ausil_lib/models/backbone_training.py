@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -128,11 +128,13 @@ def train_backbone(
     output: str | os.PathLike[str],
     curve_path: str | os.PathLike[str],
     progress: bool = True,
+    on_checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train for `max_steps` steps (the reproducible budget); `budget_s` is only a safety cap.
 
     A run stopped by the cap is marked in the metadata: its step count depends on the machine.
-    Checkpoints let a killed run resume.
+    Checkpoints let a killed run resume; `on_checkpoint(step, model)` sees the model at each one
+    (learning curves of the descriptor, scripts/backbone_probe.py).
     """
     cfg = params.backbone_training
     seed = cfg.seed
@@ -172,6 +174,9 @@ def train_backbone(
         bar.set_postfix(loss=f"{value:.3f}")
         if step % cfg.checkpoint_every == 0:
             _checkpoint(ckpt, model, opt, step, time.perf_counter() - start, curve, cfg)
+            if on_checkpoint is not None:
+                on_checkpoint(step, model)
+                model.train()
     bar.close()
     model.eval()
     meta = {

@@ -47,8 +47,10 @@ __all__ = [
     "PAPER_TIMING",
     "ablation_note",
     "backbone_note",
+    "backbone_probe_table",
     "components_table",
     "corpus_table",
+    "cross_corpus_table",
     "real_dataset_table",
     "discover_runs",
     "factor_annotations",
@@ -78,6 +80,8 @@ __all__ = [
 NAN = math.nan
 SETS = ("test", "test_speed")
 SPEED_SET = "test_speed"
+CROSS = "cross"  # the cross-corpus validation set's collection under metrics/, plots/, results/
+CROSS_SETS = ("val", "val_speed")
 NOT_RUN = "not run"
 NOT_IN_PAPER = "–"
 PAPER_PREFIX = "paper"
@@ -166,9 +170,18 @@ def _is_control(run: str) -> bool:
     return match is not None and match.group(2) == "random"
 
 
-def discover_runs(root: PathLike) -> list[str]:
-    """Every run with metrics, plots or results under root: the main runs first, then by name."""
-    found = {p.name for sub in ("metrics", "plots", "results") for p in Path(root, sub).glob("*") if p.is_dir()}
+# folders under metrics/, plots/ and results/ that hold other collections, not runs
+COLLECTIONS = (CROSS, "real")
+
+
+def discover_runs(root: PathLike, collection: str = "") -> list[str]:
+    """Every run with metrics, plots or results under root (or a collection of it, e.g. `cross`):
+    the main runs first, then by name."""
+    found = {
+        p.name for sub in ("metrics", "plots", "results") for p in Path(root, sub, collection).glob("*") if p.is_dir()
+    }
+    if not collection:
+        found -= set(COLLECTIONS)
     return [r for r in MAIN_RUNS if r in found] + sorted(found - set(MAIN_RUNS))
 
 
@@ -199,12 +212,12 @@ def run_column(set_name: str, prefix: str = "this run") -> str:
 # --------------------------------------------------------------------------- metrics tables
 
 
-def load_metrics(root: PathLike) -> pd.DataFrame:
+def load_metrics(root: PathLike, collection: str = "") -> pd.DataFrame:
     """mAP and query count for every discovered run x set (NaN / <NA> where one is missing)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in Path(root, "metrics").glob("*/*.json"):
+    for path in Path(root, "metrics", collection).glob("*/*.json"):
         found[(path.parent.name, path.stem)] = _read_json(path)
-    runs = [r for r in discover_runs(root) if any(key[0] == r for key in found)]
+    runs = [r for r in discover_runs(root, collection) if any(key[0] == r for key in found)]
     index = pd.MultiIndex.from_product([runs, _ordered_sets(s for _, s in found)], names=["run", "set"])
     return pd.DataFrame(
         {
@@ -281,6 +294,51 @@ def main_table(root: PathLike) -> pd.DataFrame:
             "note": _note(metrics, run),
         }
     return _frame(rows, "method")
+
+
+def cross_corpus_table(root: PathLike) -> pd.DataFrame:
+    """Every AuSiL row on the cross-corpus validation set (val, val_speed; metrics/cross/): whether the test
+    orderings hold on other material. That set takes part in model selection, so it is no unbiased test."""
+    metrics = load_metrics(root, CROSS)
+    rows = {
+        run_label(run): {
+            "run": run,
+            **{run_column(s, "cross-corpus"): _map(metrics, run, s) for s in CROSS_SETS},
+            "note": _note(metrics, run),
+        }
+        for run in discover_runs(root, CROSS)
+    }
+    return _frame(rows, "method")
+
+
+PROBE_FILE = "reports/ablations/backbone_probe.json"
+PROBE_COLUMNS = {
+    "val_mac": "val, MAC",
+    "val_mac_w": "val, MAC + W",
+    "cross_val_mac_w": "cross-corpus val, MAC + W",
+    "cross_val_speed_mac_w": "cross-corpus val_speed, MAC + W",
+}
+
+
+def backbone_probe_table(root: PathLike) -> pd.DataFrame:
+    """Backbone recipes scored by scripts/backbone_probe.py (plain descriptors, no AuSiL network, never
+    on `test`): one row per recipe and training step, as the script wrote them."""
+    rows = _read_json(Path(root, PROBE_FILE)) or {}
+    frame = pd.DataFrame(
+        [
+            {
+                "recipe": r["name"],
+                "backbone": r["backbone"],
+                "steps": r["steps"],
+                "overrides": ", ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items())) or "-",
+                **{label: r.get(key, NAN) for key, label in PROBE_COLUMNS.items()},
+                "commit": r["commit"],
+            }
+            for r in rows.values()
+        ],
+        columns=["recipe", "backbone", "steps", "overrides", *PROBE_COLUMNS.values(), "commit"],
+    )
+    return frame.sort_values(["backbone", "recipe", "steps"], ignore_index=True)
 
 
 def speed_table(root: PathLike) -> pd.DataFrame:

@@ -52,6 +52,33 @@ def test_mining_follows_the_thresholds() -> None:
     assert trip.stats["positive_pairs"] == 2 and trip.stats["positive_pairs_kept"] == 1
 
 
+@pytest.mark.parametrize("quantile", [0.5, 0.75, 0.9, 1.0])
+def test_calibrated_mining_keeps_the_quantile_and_the_paper_ratio(quantile: float) -> None:
+    from dataclasses import replace
+
+    from ausil_lib.core.config import TrainingConfig
+    from ausil_lib.models.training import mining_thresholds
+
+    distances = np.random.default_rng(3).gamma(2.0, 0.12, size=303)
+    paper = TrainingConfig()
+    assert mining_thresholds(paper, distances) == (paper.positive_max_distance, paper.negative_margin)
+    cfg = replace(paper, mining="calibrated", positive_quantile=quantile)
+    pos_max, margin = mining_thresholds(cfg, distances)
+    kept = float(np.mean(distances < pos_max))
+    assert quantile <= kept <= quantile + 2 / distances.size  # the quantile's pair itself is kept
+    assert margin / pos_max == pytest.approx(paper.negative_margin / paper.positive_max_distance, rel=1e-9)
+
+
+def test_positive_distances_follow_the_annotations() -> None:
+    from ausil_lib.models.training import positive_distances
+
+    rng = np.random.default_rng(4)
+    feats = {k: rng.random((4, 16)) for k in ("q", "p", "n", "r")}
+    g = global_vectors(feats)
+    d = positive_distances(feats, {"q": {"DA": ["p", "missing"], "JUNK": ["n"]}, "absent": {"DA": ["r"]}})
+    assert d.tolist() == pytest.approx([float(np.linalg.norm(g["q"] - g["p"]))])
+
+
 def test_training_lowers_the_loss_on_a_tiny_set() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -231,3 +258,36 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+@pytest.mark.parametrize("weight", [0.5, 1.0])
+def test_selection_weighs_the_cross_corpus_val_set(tmp_path: Path, weight: float) -> None:
+    """The kept checkpoint maximises (1 - w) val mAP + w cross-corpus val mAP, as the curve records them."""
+    import json
+    from dataclasses import replace
+
+    from ausil_lib.core.formats import write_annotations, write_ids
+    from ausil_lib.features.extraction import feature_path, save_features
+    from ausil_lib.models import training
+
+    params, feats, corpus = _tiny_training_setup(tmp_path)
+    params = replace(params, cross_corpus=replace(params.cross_corpus, selection_weight=weight))
+    rng, cross = np.random.default_rng(9), tmp_path / "cross"
+    ids = []
+    for k in range(3):
+        base = rng.random((12, 2528)).astype(np.float32)
+        for vid, desc in ((f"x{k}", base), (f"x{k}c", noisy_copy(base, 0.3, 10 + k))):
+            save_features(feature_path(tmp_path / "xfeat", vid), desc, {"video_id": vid})
+            ids.append(vid)
+    write_ids(cross / "val" / "dataset_ids.txt", ids)
+    write_annotations(cross / "val" / "annotation.json", {f"x{k}": {"DA": [f"x{k}c"], "JUNK": []} for k in range(3)})
+    meta = training.train_ausil(
+        params, feats, corpus, tmp_path / "m.pt", tmp_path / "m.json", "test", False, (tmp_path / "xfeat", cross)
+    )
+    evaluated = [p for p in json.loads((tmp_path / "m.json").read_text()) if "val_map" in p]
+    assert len(evaluated) == 1 + params.training.max_steps // params.training.eval_every
+    for point in evaluated:
+        expected = (1 - weight) * point["val_map"] + weight * point["cross_val_map"]
+        assert point["selection"] == pytest.approx(expected, abs=2e-5)
+    best = max(evaluated, key=lambda p: p["selection"])  # the first of equal scores, as training keeps it
+    assert meta["best_step"] == best["step"] and meta["cross_val_map"] == best["cross_val_map"]

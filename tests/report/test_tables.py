@@ -283,3 +283,33 @@ def test_real_dataset_table(tmp_path: Path) -> None:
     assert list(table.index) == [("fivr200k", "audio", "ausil"), ("fivr200k", "isvr", "ausil")]
     assert table.loc[("fivr200k", "audio", "ausil"), "paper AuSiL"] == report.PAPER_METHODS["AuSiL"]["FIVR-200K_a"]
     assert table.loc[("fivr200k", "isvr", "ausil"), "relevant labels"] == "ND,DS,CS,IS"
+
+
+def test_cross_corpus_table_reads_its_own_collection(tmp_path: Path) -> None:
+    assert report.cross_corpus_table(tmp_path).empty
+    for run, value in (("ausil-full-main", 0.5), ("ausil-mac_w-main", 0.25)):
+        for set_name in report.CROSS_SETS:
+            atomic_write_json(
+                tmp_path / "metrics" / report.CROSS / run / f"{set_name}.json", {"mAP": value, "n_queries": 2}
+            )
+    atomic_write_json(tmp_path / "metrics" / "dejavu" / "test.json", {"mAP": 0.9, "n_queries": 3})
+    table = report.cross_corpus_table(tmp_path)
+    assert table["run"].tolist() == ["ausil-full-main", "ausil-mac_w-main"]
+    assert table[report.run_column("val_speed", "cross-corpus")].tolist() == [0.5, 0.25]
+    assert report.CROSS not in report.discover_runs(tmp_path)  # a collection, not a run of the main tables
+    assert report.main_table(tmp_path).loc["Dejavu", report.run_column("test")] == 0.9
+
+
+def test_backbone_probe_table(tmp_path: Path) -> None:
+    assert report.backbone_probe_table(tmp_path).empty
+    row = {"backbone": "trained", "overrides": {}, "commit": "abc1234", "val_mac_w": 0.8}
+    rows = {
+        "steps@200": {**row, "name": "steps", "steps": 200},
+        "steps@100": {**row, "name": "steps", "steps": 100, "val_mac_w": 0.7},
+        "untrained@0": {**row, "name": "untrained", "steps": 0, "backbone": "untrained", "overrides": {"x": 1}},
+    }
+    atomic_write_json(tmp_path / report.PROBE_FILE, rows)
+    table = report.backbone_probe_table(tmp_path)
+    assert table[["recipe", "steps"]].values.tolist() == [["steps", 100], ["steps", 200], ["untrained", 0]]
+    assert table["val, MAC + W"].tolist() == [0.7, 0.8, 0.8] and table["overrides"].tolist() == ["-", "-", "x=1"]
+    assert math.isnan(table["cross-corpus val, MAC + W"].iloc[0])  # a column the script did not fill

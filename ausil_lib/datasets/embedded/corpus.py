@@ -27,13 +27,12 @@ from tqdm import tqdm
 
 from ...audio.decode import encode, load_audio
 from ...audio.transforms import apply_chain
-from ...core.config import CorpusConfig, CorpusSize, Params, plain
+from ...core.config import SPLITS, CorpusConfig, CorpusSize, Params, plain
 from ...core.download import sha256_file
 from ...core.formats import atomic_write_json, write_annotations, write_ids, write_video_list
 from ...core.labels import DA, JUNK, speed_copy_id
 from .sources import Recording, load_manifest
 
-SPLITS = ("train", "val", "test")
 CODECS: dict[str, tuple[list[str], bool]] = {
     "mp4": (["-c:v", "libx264", "-threads", "1", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "128k"], True),
     "webm": (["-c:v", "libvpx", "-threads", "1", "-c:a", "libopus", "-b:a", "96k"], True),
@@ -97,12 +96,15 @@ def assign_splits(recordings: Sequence[Recording], fractions: Mapping[str, float
 
 
 def _split_counts(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
-    """Counts per split summing to n, every split non-empty when n >= 3."""
+    """Counts per split summing to n; every split with a positive fraction is non-empty when n allows.
+
+    A zero fraction keeps its split empty (the cross-corpus set has only `val`)."""
+    used = [s for s in SPLITS if float(fractions[s]) > 0]
     counts = {s: int(np.floor(n * float(fractions[s]))) for s in SPLITS}
-    if n >= len(SPLITS):
-        for s in SPLITS:
+    if n >= len(used):
+        for s in used:
             counts[s] = max(1, counts[s])
-    order = sorted(SPLITS, key=lambda s: -float(fractions[s]))
+    order = sorted(used, key=lambda s: -float(fractions[s]))
     i = 0
     while sum(counts.values()) < n:
         counts[order[i % len(order)]] += 1

@@ -176,3 +176,37 @@ def test_manifest_records_origin_and_hashes(corpus) -> None:
     assert len(recs) == sum(len(t) for t in ALBUMS.values())
     assert all(len(r.sha256) == 64 and r.origin.startswith("user folder") for r in recs)
     assert {r.group for r in recs if r.rec_id.startswith("alpha/theme")} == {"alpha/theme"}
+
+
+@pytest.mark.parametrize(
+    ("n", "fractions", "expected"),
+    [
+        (10, {"train": 0.45, "val": 0.15, "test": 0.40}, {"train": 5, "val": 1, "test": 4}),
+        (3, {"train": 0.8, "val": 0.1, "test": 0.1}, {"train": 1, "val": 1, "test": 1}),  # none left empty
+        (7, {"train": 0.0, "val": 1.0, "test": 0.0}, {"train": 0, "val": 7, "test": 0}),  # zero stays empty
+        (2, {"train": 0.5, "val": 0.5, "test": 0.0}, {"train": 1, "val": 1, "test": 0}),
+    ],
+)
+def test_split_counts(n: int, fractions: dict[str, float], expected: dict[str, int]) -> None:
+    from ausil_lib.datasets.embedded.corpus import _split_counts
+
+    assert _split_counts(n, fractions) == expected
+
+
+def test_cross_corpus_holds_only_val_and_its_speed_copies(corpus, tmp_path: Path) -> None:
+    """The cross-corpus settings (own seed, every recording in val) on the same tiny sources."""
+    from dataclasses import replace
+
+    from ausil_lib.core.config import cross_corpus_params
+
+    params, root, _ = corpus
+    cross = replace(cross_corpus_params(params), sources=params.sources)  # the fixture's music, not Debian's
+    build_corpus(cross, root / "sources", tmp_path / "x", progress=False)
+    log = log_of(tmp_path / "x")
+    assert {c["split"] for c in log["clips"]} == {"val"}
+    assert {r["split"] for r in log["recordings"].values()} == {"val"}
+    assert read_annotations(tmp_path / "x" / "val" / "annotation.json")
+    speed = read_annotations(tmp_path / "x" / "val_speed" / "annotation.json")
+    assert speed and all(labels[DA] for labels in speed.values())
+    assert not read_ids(tmp_path / "x" / "train" / "dataset_ids.txt")
+    assert not (tmp_path / "x" / "test_speed").exists()

@@ -1,0 +1,172 @@
+"""Probe a backbone recipe without the whole pipeline: val and cross-corpus mAP of its MAC descriptors.
+
+Issue 13 asks which levers make the offline substitute backbone better. A full `dvc repro` per lever
+costs ~45 min here, so this probe trains the backbone once (params.yaml `backbone_training` plus
+--set overrides), keeps snapshots at the given steps, and scores each snapshot's plain MAC and MAC +
+whitening (PCA from train-split videos) on the main corpus's `val` and on the cross-corpus `val` and
+`val_speed`. No AuSiL network is trained, and `test` is never read. Rows are merged into --output by
+name, with the commit and the settings that made them; the ablations notebook shows them.
+
+    python scripts/backbone_probe.py --name steps400 --max-steps 400 --snapshots 100,200,400
+    python scripts/backbone_probe.py --name untrained --random
+    python scripts/backbone_probe.py --name temp0.05 --set temperature=0.05
+
+Run from the repository root after `make repro` (it reads data/sources, data/corpus, data/cross_corpus).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
+
+# isort: split
+import torch
+
+from ausil_lib.core.config import Params, load_params, plain, resolve_device
+from ausil_lib.core.formats import atomic_write_json, read_annotations, read_ids, read_video_list
+from ausil_lib.core.labels import DA, JUNK
+from ausil_lib.features.extraction import Extractor
+from ausil_lib.features.logmel import FeatureConfig
+from ausil_lib.models.ausil import AuSiL, learn_pca
+from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
+from ausil_lib.models.backbone_training import train_backbone
+from ausil_lib.models.training import load_benchmark_features, pca_sample
+from ausil_lib.retrieval.evaluation import evaluate
+from ausil_lib.retrieval.runner import ausil_scores
+
+# (label, corpus dir, benchmark) of every set a snapshot is scored on
+SETS = (
+    ("val", "data/corpus", "val"),
+    ("cross_val", "data/cross_corpus", "val"),
+    ("cross_val_speed", "data/cross_corpus", "val_speed"),
+)
+PCA_VIDEOS = 120  # train-split videos the whitening is learnt from (every 3rd: the same for every snapshot)
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def extractor(params: Params, model: KumarCNN, label: str) -> Extractor:
+    bb = params.backbone
+    mac = MacExtractor(model.eval(), resolve_device(params.device), fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
+    info = BackboneInfo("trained", label, label)
+    return Extractor(mac, info, FeatureConfig.from_params(params), params.audio, params.extract.batch_size)
+
+
+def videos_to_extract() -> dict[str, dict[str, str]]:
+    """{feature subdir: {video id: path}}: the PCA sample of train, and every set's database."""
+    train = read_video_list("data/corpus/train/database.txt")
+    out = {"main": {v: train[v] for v in sorted(train)[::3][:PCA_VIDEOS]}, "cross": {}}
+    for _, corpus, bench in SETS:
+        key = "cross" if "cross" in corpus else "main"
+        out[key].update(read_video_list(Path(corpus, bench, "database.txt")))
+    return out
+
+
+def score(feat_dir: Path) -> dict[str, float]:
+    """mAP of MAC and MAC + W on every set (JUNK left out, as in the pipeline)."""
+    train = load_benchmark_features(feat_dir / "main", Path("data/corpus/train"))
+    mean, weights = learn_pca(pca_sample(train, 20000, 0), 1e-4)
+    out = {}
+    for label, corpus, bench in SETS:
+        d = Path(corpus, bench)
+        sub = feat_dir / ("cross" if "cross" in corpus else "main")
+        feats = load_benchmark_features(sub, d)
+        ann = read_annotations(d / "annotation.json")
+        for variant in ("mac", "mac_w"):
+            model = AuSiL(variant=variant)
+            model.set_pca(mean, weights)
+            with torch.no_grad():
+                queries = {q: feats[q] for q in ann if q in feats}
+                results = ausil_scores(model.eval(), queries, feats, torch.device("cpu"))
+            ev = evaluate(ann, results, [DA], read_ids(d / "dataset_ids.txt"), ignore_labels=[JUNK])
+            out[f"{label}_{variant}"] = round(ev.map, 4)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", required=True, help="row name in --output")
+    ap.add_argument("--max-steps", type=int, default=None, help="override backbone_training.max_steps")
+    ap.add_argument("--snapshots", default="", help="comma-separated steps to score (default: the last)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="backbone_training override")
+    ap.add_argument("--random", action="store_true", help="score the untrained, seeded backbone instead")
+    ap.add_argument("--work", default=".cache/backbone_probe", help="snapshots and features (default: %(default)s)")
+    ap.add_argument("--output", default="reports/ablations/backbone_probe.json")
+    args = ap.parse_args()
+
+    params = load_params()
+    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    if args.max_steps is not None:
+        overrides["max_steps"] = args.max_steps
+    cfg = replace(params.backbone_training, **overrides)
+    params = replace(params, backbone_training=replace(cfg, budget_s=max(cfg.budget_s, 10 * cfg.max_steps)))
+    work = Path(args.work) / args.name
+    work.mkdir(parents=True, exist_ok=True)
+    wanted = sorted({int(s) for s in args.snapshots.split(",") if s} | ({0} if args.random else {cfg.max_steps}))
+    snapshots: dict[int, Path] = {}
+    train_s = None
+    if args.random:
+        torch.manual_seed(params.backbone.random_seed)
+        torch.save(KumarCNN().state_dict(), work / "step0.pt")
+        snapshots[0] = work / "step0.pt"
+    else:
+        if any(not (work / f"step{k}.pt").is_file() for k in wanted):
+            params = replace(
+                params, backbone_training=replace(params.backbone_training, checkpoint_every=min(wanted + [25]))
+            )
+
+            def keep(step: int, model: torch.nn.Module) -> None:
+                if step in wanted:
+                    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    torch.save(state, work / f"step{step}.pt")
+
+            start = time.perf_counter()
+            train_backbone(
+                params, "data/sources", "data/corpus", work / "backbone.pt", work / "curve.json", on_checkpoint=keep
+            )
+            train_s = round(time.perf_counter() - start, 1)
+        snapshots = {k: work / f"step{k}.pt" for k in wanted}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    out_path = Path(args.output)
+    rows = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    for step, path in snapshots.items():
+        model = KumarCNN()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        feat_dir = work / f"features_step{step}"
+        ex = extractor(params, model, f"probe {args.name} step {step}")
+        start = time.perf_counter()
+        for sub, videos in videos_to_extract().items():
+            report = ex.run(videos, feat_dir / sub, workers=params.extract.decode_workers, progress=False)
+            if report.failed:
+                raise SystemExit(f"{feat_dir / sub}: {len(report.failed)} videos failed: {sorted(report.failed)[:5]}")
+        extract_s = round(time.perf_counter() - start, 1)
+        key = f"{args.name}@{step}"
+        rows[key] = {
+            "name": args.name,
+            "steps": step,
+            "backbone": "untrained (random, seeded)" if args.random else "trained",
+            "overrides": overrides,
+            **score(feat_dir),
+            "train_seconds": train_s,
+            "extract_seconds": extract_s,
+            "commit": commit,
+            "config": plain(params.backbone_training) if not args.random else None,
+        }
+        print(key, json.dumps({k: v for k, v in rows[key].items() if k.endswith(("mac", "mac_w"))}), flush=True)
+        atomic_write_json(out_path, dict(sorted(rows.items())))
+
+
+if __name__ == "__main__":
+    main()
