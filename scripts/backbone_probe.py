@@ -30,16 +30,13 @@ import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 import torch
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
-from ausil_lib.core.formats import atomic_write_json, read_annotations, read_ids, read_video_list
-from ausil_lib.core.labels import DA, JUNK
+from ausil_lib.core.formats import atomic_write_json, read_video_list
 from ausil_lib.features.extraction import Extractor
 from ausil_lib.features.logmel import FeatureConfig
 from ausil_lib.models.ausil import AuSiL, learn_pca
 from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
 from ausil_lib.models.backbone_training import train_backbone
-from ausil_lib.models.training import load_benchmark_features, pca_sample
-from ausil_lib.retrieval.evaluation import evaluate
-from ausil_lib.retrieval.runner import ausil_scores
+from ausil_lib.models.training import load_benchmark_features, pca_sample, validation_map
 
 # (label, corpus dir, benchmark) of every set a snapshot is scored on
 SETS = (
@@ -74,24 +71,19 @@ def videos_to_extract() -> dict[str, dict[str, str]]:
     return out
 
 
-def score(feat_dir: Path) -> dict[str, float]:
-    """mAP of MAC and MAC + W on every set (JUNK left out, as in the pipeline)."""
+def score(params: Params, feat_dir: Path) -> dict[str, float]:
+    """mAP of MAC and MAC + W on every set (JUNK left out), as AuSiL's training validates."""
+    cfg = params.training
     train = load_benchmark_features(feat_dir / "main", Path("data/corpus/train"))
-    mean, weights = learn_pca(pca_sample(train, 20000, 0), 1e-4)
+    mean, weights = learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps))
     out = {}
     for label, corpus, bench in SETS:
         d = Path(corpus, bench)
-        sub = feat_dir / ("cross" if "cross" in corpus else "main")
-        feats = load_benchmark_features(sub, d)
-        ann = read_annotations(d / "annotation.json")
+        feats = load_benchmark_features(feat_dir / ("cross" if "cross" in corpus else "main"), d)
         for variant in ("mac", "mac_w"):
             model = AuSiL(variant=variant)
             model.set_pca(mean, weights)
-            with torch.no_grad():
-                queries = {q: feats[q] for q in ann if q in feats}
-                results = ausil_scores(model.eval(), queries, feats, torch.device("cpu"))
-            ev = evaluate(ann, results, [DA], read_ids(d / "dataset_ids.txt"), ignore_labels=[JUNK])
-            out[f"{label}_{variant}"] = round(ev.map, 4)
+            out[f"{label}_{variant}"] = round(validation_map(model.eval(), feats, d, torch.device("cpu")), 4)
     return out
 
 
@@ -158,7 +150,7 @@ def main() -> None:
             "steps": step,
             "backbone": "untrained (random, seeded)" if args.random else "trained",
             "overrides": overrides,
-            **score(feat_dir),
+            **score(params, feat_dir),
             "train_seconds": train_s,
             "extract_seconds": extract_s,
             "commit": commit,
