@@ -33,6 +33,7 @@ from ausil_lib.core.formats import (
     read_unavailable,
 )
 from ausil_lib.core.labels import DA, JUNK, RELEASED_LABEL, RELEASED_RUN, speed_copy_id, speed_copy_of
+from ausil_lib.report.stats import LEVEL, Interval, load_ap, map_interval, paired_difference
 from ausil_lib.retrieval.evaluation import evaluate
 
 __all__ = [
@@ -281,15 +282,32 @@ def _map(metrics: pd.DataFrame, run: str, set_name: str) -> float:
     return float(metrics["mAP"].get((run, set_name), NAN))
 
 
+def ci_column(set_name: str) -> str:
+    return f"this run, {set_name} {int(LEVEL * 100)} % CI"
+
+
+def _ci_text(interval: Interval) -> str:
+    return NOT_RUN if math.isnan(interval.estimate) else f"{interval.low:.3f}–{interval.high:.3f}"
+
+
 def main_table(root: PathLike) -> pd.DataFrame:
-    """Table VIII layout: this run's test / test_speed mAP beside the paper's FIVR-200K_a / SVD_a."""
+    """Table VIII layout: this run's test / test_speed mAP, each with its bootstrap 95 % CI over
+    queries, beside the paper's FIVR-200K_a / SVD_a."""
     metrics = load_metrics(root)
     rows = {}
     for method, run in MAIN_ROWS.items():
         paper = PAPER_METHODS.get(method, {})
         rows[method] = {
             "run": run,
-            **{run_column(s): _map(metrics, run, s) for s in SETS},
+            **{
+                key: value
+                for s in SETS
+                for key, value in (
+                    (run_column(s), _map(metrics, run, s)),
+                    (ci_column(s), _ci_text(map_interval(root, run, s))),
+                )
+            },
+            "queries": metrics["n_queries"].get((run, "test"), pd.NA),
             **{paper_column(d): paper.get(d, NAN) for d in ("FIVR-200K_a", "SVD_a")},
             "note": _note(metrics, run),
         }
@@ -442,10 +460,21 @@ def ablation_note(root: PathLike, sweep: str) -> str:
     )
 
 
+CORPUS_COLUMNS = {
+    "queries": "queries",
+    "database": "database videos",
+    "database_hours": "database hours",
+    "da_pairs": "duplicate (DA) pairs",
+    "da_per_query_mean": "DA per query, mean",
+    "junk_pairs": "JUNK pairs",
+    "video_files": "video files",
+}
+
+
 def corpus_table(root: PathLike) -> pd.DataFrame:
     """Size of each benchmark split of this suite's corpus (reports/corpus_summary.json)."""
     summary = _read_json(Path(root, "reports", "corpus_summary.json")) or {}
-    return _frame(summary.get("benchmarks", {}), "set")
+    return _frame(summary.get("benchmarks", {}), "set").rename(columns=CORPUS_COLUMNS)
 
 
 # --------------------------------------------------------------------------- speed protocol
@@ -723,6 +752,121 @@ def timing_details(root: PathLike, run: str) -> pd.DataFrame:
     frame = pd.DataFrame({s: {k: _summarise(v) for k, v in t.items()} for s, t in timings.items()})
     frame.index.name = "key"
     return frame
+
+
+# --------------------------------------------------------------------------- comparisons and findings
+
+# (label a, run a, label b, run b, group): a difference a - b the tables imply; groups pick findings per page
+_METHODS_VS_AUSIL = [(m, r) for m, r in MAIN_ROWS.items() if r not in ("ausil-full-main", "ausil-full-random")]
+ABLATION_STEPS = (("mac_w", "mac"), ("mac_w_a", "mac_w"), ("full", "mac_w_a"))
+COMPARISON_GROUPS = ("methods", "control", "ablation")
+
+
+def _comparison_pairs(root: PathLike) -> list[tuple[str, str, str, str, str]]:
+    pairs = [(method, run, "AuSiL", "ausil-full-main", "methods") for method, run in _METHODS_VS_AUSIL]
+    pairs.append(
+        (
+            "AuSiL (trained backbone)",
+            "ausil-full-main",
+            "AuSiL (random backbone, control)",
+            "ausil-full-random",
+            "control",
+        )
+    )
+    for backbone in _backbones(root):
+        for a, b in ABLATION_STEPS:
+            pairs.append(
+                (
+                    f"{VARIANT_LABELS[a]} ({backbone} backbone)",
+                    f"ausil-{a}-{backbone}",
+                    f"{VARIANT_LABELS[b]} ({backbone} backbone)",
+                    f"ausil-{b}-{backbone}",
+                    "ablation",
+                )
+            )
+    return pairs
+
+
+def _comparisons(
+    root: PathLike, groups: Sequence[str], sets: Sequence[str]
+) -> list[tuple[str, str, str, str, Interval]]:
+    """(set, label a, label b, group, paired difference) for every implied comparison both runs made."""
+    out = []
+    for set_name in sets:
+        for a_label, a_run, b_label, b_run, group in _comparison_pairs(root):
+            if group in groups:
+                diff = paired_difference(load_ap(root, a_run, set_name), load_ap(root, b_run, set_name))
+                if diff.n:
+                    out.append((set_name, a_label, b_label, group, diff))
+    return out
+
+
+CI_HEADER = f"{int(LEVEL * 100)} % CI"
+
+
+def comparison_table(
+    root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Sequence[str] = SETS
+) -> pd.DataFrame:
+    """Paired mAP differences (a − b, the same resampled queries for both) with their bootstrap 95 % CI,
+    for each method against AuSiL, trained against random backbone and each ablation step; a comparison
+    whose runs are missing is left out."""
+    rows = [
+        {
+            "set": set_name,
+            "a": a,
+            "b": b,
+            "mAP(a) − mAP(b)": diff.estimate,
+            CI_HEADER: f"{diff.low:+.3f} to {diff.high:+.3f}",
+            "queries": diff.n,
+            "verdict": _verdict(a, b, diff),
+        }
+        for set_name, a, b, _, diff in _comparisons(root, groups, sets)
+    ]
+    return pd.DataFrame(rows, columns=["set", "a", "b", "mAP(a) − mAP(b)", CI_HEADER, "queries", "verdict"])
+
+
+def _verdict(a: str, b: str, diff: Interval) -> str:
+    if not diff.excludes_zero:
+        return "no significant difference"
+    return f"{a} better" if diff.estimate > 0 else f"{b} better"
+
+
+def _finding(set_name: str, a: str, b: str, diff: Interval) -> str:
+    if not diff.excludes_zero:
+        return (
+            f"On {set_name}, no significant difference between {a} and {b} "
+            f"(difference {diff.estimate:+.3f}, {CI_HEADER} {diff.low:+.3f} to {diff.high:+.3f}, {diff.n} queries)."
+        )
+    winner, loser = (a, b) if diff.estimate > 0 else (b, a)
+    low, high = sorted((abs(diff.low), abs(diff.high)))
+    ci = f"{CI_HEADER} {low:.2f}–{high:.2f}, {diff.n} queries"
+    return f"On {set_name}, {winner} beats {loser} by {abs(diff.estimate):.2f} ({ci})."
+
+
+def findings(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Sequence[str] = SETS) -> list[str]:
+    """Short sentences from the numbers: per set the highest mAP of the main table with its CI, then each
+    implied comparison; an ordering is stated only where the paired CI excludes 0."""
+    out = []
+    comparisons = _comparisons(root, groups, sets)
+    for set_name in sets:
+        if "methods" in groups:
+            intervals = {m: map_interval(root, r, set_name) for m, r in MAIN_ROWS.items()}
+            made = {m: i for m, i in intervals.items() if i.n}
+            if made:
+                method, best = max(made.items(), key=lambda kv: kv[1].estimate)
+                out.append(
+                    f"Highest {set_name} mAP: {method}, {best.estimate:.3f} ({CI_HEADER} {best.low:.3f}–"
+                    f"{best.high:.3f}, {best.n} queries)."
+                )
+        out += [_finding(s, a, b, diff) for s, a, b, _, diff in comparisons if s == set_name]
+    return out
+
+
+def findings_markdown(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Sequence[str] = SETS) -> str:
+    """The key-findings cell of a page: a heading and one bullet per finding."""
+    lines = findings(root, groups, sets) or [f"{NOT_RUN}: no result to compare."]
+    head = "**Key findings** (seeded bootstrap over queries; an ordering only where the paired CI excludes 0)"
+    return head + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 # --------------------------------------------------------------------------- display

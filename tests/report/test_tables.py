@@ -242,6 +242,7 @@ def test_sweeps_timings_and_curves(fake_root: Path) -> None:
 
 def test_tables_on_an_empty_root(tmp_path: Path) -> None:
     assert report.main_table(tmp_path)["this run, test mAP"].isna().all()
+    assert report.findings(tmp_path) == [] and report.comparison_table(tmp_path).empty
     assert report.per_factor_table(tmp_path).empty
     assert report.pr_curves(tmp_path, "test").empty
     report.plot_training(report.training_curves(tmp_path))
@@ -313,3 +314,39 @@ def test_backbone_probe_table(tmp_path: Path) -> None:
     assert table[["recipe", "steps"]].values.tolist() == [["steps", 100], ["steps", 200], ["untrained", 0]]
     assert table["val, MAC + W"].tolist() == [0.7, 0.8, 0.8] and table["overrides"].tolist() == ["-", "-", "x=1"]
     assert math.isnan(table["cross-corpus val, MAC + W"].iloc[0])  # a column the script did not fill
+
+
+def _write_ap(root: Path, run: str, set_name: str, ap: dict[str, float]) -> None:
+    atomic_write_json(
+        root / "metrics" / run / f"{set_name}.json",
+        {"mAP": sum(ap.values()) / len(ap), "n_queries": len(ap), "ap": ap},
+    )
+
+
+def test_main_table_ci_and_findings_from_synthetic_metrics(tmp_path: Path) -> None:
+    ausil = {"q0": 0.5, "q1": 0.7, "q2": 0.6, "q3": 0.4}
+    _write_ap(tmp_path, "ausil-full-main", "test", ausil)
+    _write_ap(tmp_path, "dejavu", "test", {q: v + 0.2 for q, v in ausil.items()})  # better on every query
+    _write_ap(tmp_path, "ausil-mac_w-main", "test", ausil)
+    _write_ap(tmp_path, "ausil-mac-main", "test", {"q0": 0.4, "q1": 0.8, "q2": 0.6, "q3": 0.4})  # mixed
+    table = report.main_table(tmp_path)
+    assert table.loc["AuSiL", "this run, test mAP"] == pytest.approx(0.55)
+    low, high = (float(x) for x in table.loc["AuSiL", "this run, test 95 % CI"].split("–"))
+    assert low < 0.55 < high
+    assert report.formatted(table).loc["Spectro Tiles", "this run, test 95 % CI"] == report.NOT_RUN
+    assert not any("_" in str(c) for c in report.corpus_table(report.NOTEBOOKS_DIR.parent).columns)
+
+    comparisons = report.comparison_table(tmp_path)
+    dejavu = comparisons[(comparisons["a"] == "Dejavu") & (comparisons["set"] == "test")]
+    assert dejavu["mAP(a) − mAP(b)"].item() == pytest.approx(0.2)
+    assert dejavu["verdict"].item() == "Dejavu better"
+    assert len(comparisons) == 2  # only comparisons whose two runs were made
+
+    lines = report.findings(tmp_path)
+    assert lines[0].startswith("Highest test mAP: Dejavu, 0.750")
+    assert "On test, Dejavu beats AuSiL by 0.20 (95 % CI 0.20–0.20, 4 queries)." in lines
+    step = [line for line in lines if "MAC + W (main backbone)" in line]
+    assert len(step) == 1 and "no significant difference" in step[0]  # mean 0 difference, CI spans 0
+    assert report.findings(tmp_path, groups=["ablation"]) == step
+    assert "Key findings" in report.findings_markdown(tmp_path)
+    assert report.NOT_RUN in report.findings_markdown(tmp_path / "empty")
