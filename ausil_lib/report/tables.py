@@ -11,10 +11,13 @@ The paper's numbers come from other datasets (FIVR-200K_a, FIVR-5K_a, SVD_a) and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,14 @@ __all__ = [
     "time_step_table",
     "timing_details",
     "timing_table",
+    "cost_findings",
+    "plot_accuracy_cost",
+    "provenance",
+    "findings",
+    "findings_markdown",
+    "real_findings",
+    "comparison_table",
+    "page_title",
     "training_curves",
     "training_summary",
 ]
@@ -100,7 +111,8 @@ PAPER_METHODS: dict[str, dict[str, float]] = {
 PAPER_METHODS[RELEASED_LABEL] = PAPER_METHODS["AuSiL"]  # the paper's numbers are the released model's
 # Section V-C gives no number for these, only "near-zero mAP"; the 0.0 above stands for it.
 PAPER_NEAR_ZERO = frozenset({"Spectro Slides", "Spectro Tiles"})
-NEAR_ZERO_NOTE = "paper says 'near-zero mAP' (no number); shown as 0.0"
+NEAR_ZERO = "≈ 0"
+NEAR_ZERO_NOTE = "the paper says 'near-zero mAP', without a number"
 
 # Tables IV, V and VII: (FIVR-5K_a, SVD_a) mAP.
 PAPER_ABLATION_SETS = ("FIVR-5K_a", "SVD_a")
@@ -369,7 +381,10 @@ def speed_table(root: PathLike) -> pd.DataFrame:
             "run": run,
             run_column(SPEED_SET): _map(metrics, run, SPEED_SET),
             run_column("test"): _map(metrics, run, "test"),
-            **{paper_column(d): paper.get(d, NAN) for d in ("FIVR-200K_a speed", "SVD_a speed")},
+            **{
+                paper_column(d): NEAR_ZERO if method in PAPER_NEAR_ZERO else paper.get(d, NAN)
+                for d in ("FIVR-200K_a speed", "SVD_a speed")
+            },
             "paper note": NEAR_ZERO_NOTE if method in PAPER_NEAR_ZERO else "",
             "note": _note(metrics, run),
         }
@@ -412,8 +427,11 @@ def _sweep_runs(root: PathLike, sweep: str) -> dict[float, str]:
     return {float(m.group(1)): run for run in discover_runs(root) if (m := pattern.fullmatch(run))}
 
 
+SWEEP_SET = "test"  # the sweep stages score test only
+
+
 def _sweep_table(root: PathLike, sweep: str) -> pd.DataFrame:
-    """Paper rows plus every run of the sweep; the default run sits at its params.yaml value."""
+    """Paper rows plus every run of the sweep on ``test``; the default run sits at its params.yaml value."""
     _, index_name, paper, (section, key) = _SWEEPS[sweep]
     metrics = load_metrics(root)
     runs = _sweep_runs(root, sweep)
@@ -429,7 +447,8 @@ def _sweep_table(root: PathLike, sweep: str) -> pd.DataFrame:
         run = runs.get(value, "")
         rows[value] = {
             "run": run,
-            **{run_column(s): _map(metrics, run, s) for s in SETS},
+            run_column(SWEEP_SET): _map(metrics, run, SWEEP_SET),
+            ci_column(SWEEP_SET): _ci_text(map_interval(root, run, SWEEP_SET)) if run else NOT_RUN,
             **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, paper.get(value, (NAN, NAN)), strict=True)},
         }
     return _frame(rows, index_name)
@@ -453,10 +472,11 @@ def ablation_note(root: PathLike, sweep: str) -> str:
     runs = _sweep_runs(root, sweep)
     if runs:
         return f"Runs of the {index_name} sweep: " + ", ".join(f"`{r}`" for r in runs.values()) + "."
+    key = {"time_step": "time_steps_ms: [500, 250, 125]", "gamma": "gammas: [0.4, 0.6, 0.8, 1.2]"}[sweep]
     return (
         f"No {index_name} sweep was run: the default budget trains only the default setting (the row "
-        f"marked `ausil-full-main`, if any). The sweep is enabled through params.yaml; its runs, named "
-        f"`ausil-full-main-{prefix}<value>`, then appear here."
+        f"marked `ausil-full-main`). To run it, set `ablations.{key}` in params.yaml and run "
+        f"`dvc repro {sweep}_sweep`; its runs, `ausil-full-main-{prefix}<value>`, then fill this table."
     )
 
 
@@ -532,15 +552,20 @@ def per_factor_map(root: PathLike, run: str, factors: Sequence[float] | None = N
     return frame
 
 
+PER_FACTOR_N = "queries (n)"
+
+
 def per_factor_table(
     root: PathLike, runs: Sequence[str] = MAIN_RUNS, factors: Sequence[float] | None = None
 ) -> pd.DataFrame:
-    """mAP per speed factor (rows) and method (columns), for the Section V-C breakdown."""
+    """mAP per speed factor (rows) and method (columns), for the Section V-C breakdown, with the number of
+    queries per factor. Each query has one positive per factor, so each value is a mean reciprocal rank."""
     factors = speed_factors(root) if factors is None else list(factors)
-    frame = pd.DataFrame(
-        {run_label(run): per_factor_map(root, run, factors)["mAP"] for run in runs},
-        index=pd.Index(factors, name="speed factor", dtype=float),
-    )
+    maps = {run_label(run): per_factor_map(root, run, factors) for run in runs}
+    frame = pd.DataFrame({label: m["mAP"] for label, m in maps.items()}, index=pd.Index(factors, dtype=float))
+    frame.index.name = "speed factor"
+    counts = pd.DataFrame({label: m["n_queries"] for label, m in maps.items()}, index=frame.index)
+    frame[PER_FACTOR_N] = counts.max(axis=1).astype(float)
     return frame.astype(float)
 
 
@@ -619,14 +644,6 @@ def backbone_note(root: PathLike) -> str:
 # --------------------------------------------------------------------------- timings
 
 
-def _machine(speed: Mapping[str, Any]) -> str:
-    m = speed.get("machine", {})
-    return (
-        f"this machine: {m.get('cpu', '?')}, {m.get('cpu_cores', '?')} cores, {m.get('device', '?')}, "
-        f"torch {m.get('torch', '?')} ({m.get('torch_threads', '?')} threads)"
-    )
-
-
 def _timings(root: PathLike, run: str) -> dict[str, dict[str, Any]]:
     """{set: timing dict} of a run's results/<run>/<set>.timing.json files."""
     found = {
@@ -639,99 +656,125 @@ def _ratio(numerator: Any, denominator: Any) -> float:
     return float(numerator) / float(denominator) if numerator is not None and denominator else NAN
 
 
-def timing_table(root: PathLike) -> pd.DataFrame:
-    """Feature extraction per 100 s of audio, similarity per pair, Dejavu and Spectro costs, with the
-    paper's GTX 1070 figures as separate rows (another machine)."""
-    rows: list[dict[str, Any]] = []
+def _seconds(timing: Mapping[str, Any], key: str) -> float:
+    return float(timing[key]) if timing.get(key) is not None else NAN
 
-    def add(quantity: str, method: str, set_name: str, value: Any, unit: str, machine: str) -> None:
-        rows.append(
-            {
-                "quantity": quantity,
-                "method": method,
-                "set": set_name,
-                "value": NAN if value is None else float(value),
-                "unit": unit,
-                "machine": machine,
-            }
-        )
 
+COST_SET = "test"
+COST_COLUMNS = (
+    "decode + features / fingerprints (s)",
+    "index build (s)",
+    "all queries (s)",
+    "total (s)",
+    "per query (s)",
+)
+H100_COLUMN = "AuSiL on the H100, same work (s)"
+GPU_DIR = Path("reports", "gpu")
+
+
+def _extraction_s(speed: Mapping[str, Any] | None, audio_s: float) -> float:
+    """Seconds to decode and describe ``audio_s`` of audio at the default time step (speed report's rate)."""
+    if not speed or not audio_s:
+        return NAN
+    steps = speed.get("time_steps", {})
+    step = "1000" if "1000" in steps else next(iter(steps), None)
+    return float(steps[step]["end_to_end_s_per_100s"]) * audio_s / 100 if step else NAN
+
+
+def _set_audio_s(root: PathLike, set_name: str) -> float:
+    summary = _read_json(Path(root, "reports", "corpus_summary.json")) or {}
+    hours = summary.get("benchmarks", {}).get(set_name, {}).get("database_hours")
+    return 3600 * float(hours) if hours else NAN
+
+
+def _stages(run: str, timing: Mapping[str, Any], extraction_s: float) -> tuple[float, float, float]:
+    """(decode + features / fingerprints, index build, all queries) seconds of one run on one set, split
+    the same way for every method; AuSiL's features come from a separate stage, so they are estimated."""
+
+    def get(key: str) -> float:
+        return _seconds(timing, key)
+
+    if run == "dejavu":
+        return get("decode_s") + get("fingerprint_s"), get("insert_s"), get("query_s")
+    if run.startswith("spectro"):
+        return get("fingerprint_s"), get("index_s") - get("fingerprint_s"), get("query_s")
+    return extraction_s, get("index_s"), get("query_s")
+
+
+def timing_table(root: PathLike, set_name: str = COST_SET) -> pd.DataFrame:
+    """Method x stage, in seconds, of one set on this machine, with a total per method; AuSiL's feature
+    extraction is estimated from reports/speed.json's rate times the database audio (it runs in its own
+    stage), and AuSiL's cost on the H100 of reports/gpu/ (same rates, same pairs) sits beside it. A last
+    row applies the paper's GTX 1070 figures to the same work."""
     speed = _read_json(Path(root, "reports", "speed.json"))
-    extraction = "feature extraction per 100 s of audio"
-    if speed:
-        for step, info in sorted(speed.get("time_steps", {}).items(), key=lambda kv: -float(kv[0])):
-            add(
-                extraction,
-                f"AuSiL, time step {step} ms (decode + log-mel + backbone)",
-                "",
-                1000 * info["end_to_end_s_per_100s"],
-                "ms",
-                _machine(speed),
+    gpu_speed = _read_json(Path(root, GPU_DIR, "speed_h100.json"))
+    gpu_pairs = _read_json(Path(root, GPU_DIR, "similarity_h100.json")) or {}
+    audio_s = _set_audio_s(root, set_name)
+    rows: dict[str, dict[str, Any]] = {}
+    pairs = None
+    for method, run in MAIN_ROWS.items():
+        timing = _timings(root, run).get(set_name)
+        if timing is None or timing.get("query_s") is None:  # not run (e.g. the released model, not fetched)
+            continue
+        extraction, index, queries = _stages(run, timing, _extraction_s(speed, audio_s))
+        total = extraction + index + queries
+        h100 = NAN
+        if run.startswith("ausil") and gpu_pairs.get("ms_per_pair") and timing.get("pairs"):
+            h100 = _extraction_s(gpu_speed, audio_s) + gpu_pairs["ms_per_pair"] * timing["pairs"] / 1000
+        rows[method] = dict(
+            zip(COST_COLUMNS, (extraction, index, queries, total, _ratio(queries, timing.get("queries_timed"))))
+        )
+        rows[method][H100_COLUMN] = h100
+        pairs = timing.get("pairs")
+    if rows and pairs:
+        paper_extraction = PAPER_TIMING["feature_extraction_ms_per_video"] / 1000 * audio_s / PAPER_TIMING["video_s"]
+        paper_queries = PAPER_TIMING["similarity_ms_per_pair"] * pairs / 1000
+        rows["AuSiL, the paper's GTX 1070 figures (paper machine)"] = dict(
+            zip(
+                COST_COLUMNS,
+                (paper_extraction, NAN, paper_queries, paper_extraction + paper_queries, NAN),
             )
-            add(
-                extraction,
-                f"AuSiL, time step {step} ms (backbone only)",
-                "",
-                1000 * info["backbone_s_per_100s"],
-                "ms",
-                _machine(speed),
-            )
+        )
+    frame = _frame(rows, "method").reindex(columns=[*COST_COLUMNS, H100_COLUMN])
+    return frame.astype(float)
+
+
+def cost_findings(root: PathLike, set_name: str = COST_SET) -> list[str]:
+    """Sentences from :func:`timing_table`: the total cost of each method and the cheapest one."""
+    table = timing_table(root, set_name)
+    measured = table.drop(index=[i for i in table.index if "paper" in i])["total (s)"].dropna()
+    if measured.empty:
+        return []
+    totals = ", ".join(f"{m} {v:.0f} s" for m, v in measured.sort_values().items())
+    return [
+        f"Total cost of the {set_name} set on this machine, from decoding to the last query: {totals} "
+        "(AuSiL's feature extraction estimated from reports/speed.json).",
+        f"Cheapest: {measured.idxmin()}. Accuracy against cost: the figure below.",
+    ]
+
+
+def plot_accuracy_cost(root: PathLike, set_name: str = COST_SET) -> Figure:
+    """mAP with its 95 % CI (y) against total seconds on this machine (x, log scale), one point per method."""
+    costs = timing_table(root, set_name)["total (s)"]
+    fig, ax = plt.subplots(figsize=(9.6, 4.2))
+    markers = cycle("osD^vP*X")
+    drawn = False
+    for method, run in MAIN_ROWS.items():
+        interval = map_interval(root, run, set_name)
+        cost = costs.get(method, NAN)
+        if interval.n and not math.isnan(cost):
+            err = [[interval.estimate - interval.low], [interval.high - interval.estimate]]
+            ax.errorbar([cost], [interval.estimate], yerr=err, marker=next(markers), capsize=3, label=method)
+            drawn = True
+    if drawn:
+        ax.set_xscale("log")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     else:
-        add(extraction, "AuSiL", "", None, "ms", "this machine")
-    add(extraction, "AuSiL (paper)", "", PAPER_TIMING["feature_extraction_ms_per_video"], "ms", PAPER_TIMING["machine"])
-
-    runs = list(MAIN_RUNS) + [r for r in discover_runs(root) if r not in MAIN_RUNS]
-    for run in runs:
-        timings = _timings(root, run) or {s: {} for s in SETS}
-        for set_name, timing in timings.items():
-            add("similarity per video pair", run_label(run), set_name, timing.get("ms_per_pair"), "ms", "this machine")
-    add(
-        "similarity per video pair",
-        "AuSiL (paper)",
-        "",
-        PAPER_TIMING["similarity_ms_per_pair"],
-        "ms",
-        PAPER_TIMING["machine"],
-    )
-
-    for set_name, timing in (_timings(root, "dejavu") or {s: {} for s in SETS}).items():
-        add(
-            "Dejavu fingerprint + insert per minute of audio",
-            "Dejavu",
-            set_name,
-            timing.get("fingerprint_insert_s_per_audio_min"),
-            "s",
-            "this machine",
-        )
-        per_video = timing.get("index_s_per_video") or {}
-        add(
-            "Dejavu indexing per database video (incl. decoding)",
-            "Dejavu",
-            set_name,
-            sum(per_video.values()) / len(per_video) if per_video else None,
-            "s",
-            "this machine",
-        )
-        add(
-            "Dejavu query time per query",
-            "Dejavu",
-            set_name,
-            _ratio(timing.get("query_s"), timing.get("queries_timed")),
-            "s",
-            "this machine",
-        )
-    for run in ("spectro-slides", "spectro-tiles"):
-        for set_name, timing in (_timings(root, run) or {s: {} for s in SETS}).items():
-            for key in ("fingerprint_s", "match_s"):
-                add(
-                    f"{run_label(run)} {key.removesuffix('_s')} time, total",
-                    run_label(run),
-                    set_name,
-                    timing.get(key),
-                    "s",
-                    "this machine",
-                )
-    return pd.DataFrame(rows, columns=["quantity", "method", "set", "value", "unit", "machine"])
+        _empty(ax)
+    ax.set(xlabel=f"total seconds for {set_name} on this machine (log)", ylabel=f"{set_name} mAP (95 % CI)")
+    ax.set(ylim=(0, 1.02), title=f"Accuracy against cost, {set_name}")
+    ax.grid(alpha=0.3)
+    return _finish(fig)
 
 
 def _summarise(value: Any) -> Any:
@@ -862,11 +905,69 @@ def findings(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Se
     return out
 
 
-def findings_markdown(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Sequence[str] = SETS) -> str:
+def findings_markdown(lines: Sequence[str]) -> str:
     """The key-findings cell of a page: a heading and one bullet per finding."""
-    lines = findings(root, groups, sets) or [f"{NOT_RUN}: no result to compare."]
     head = "**Key findings** (seeded bootstrap over queries; an ordering only where the paired CI excludes 0)"
-    return head + "\n\n" + "\n".join(f"- {line}" for line in lines)
+    return head + "\n\n" + "\n".join(f"- {line}" for line in lines or [f"{NOT_RUN}: no result to compare."])
+
+
+def real_findings(root: PathLike) -> list[str]:
+    """One sentence per real-dataset task evaluated, with its CI and the paper's number where published."""
+    table = real_dataset_table(root)
+    if table.empty:
+        return ["Real datasets not evaluated in this run (params `datasets.enabled` is empty)."]
+    out = []
+    for (dataset, task, method), row in table.iterrows():
+        interval = map_interval(root, f"real/{dataset}/{method}", task)
+        paper = row["paper AuSiL"]
+        beside = f"; the paper's AuSiL: {paper:.3f}" if not math.isnan(paper) else ""
+        ci = f"{CI_HEADER} {_ci_text(interval)}, " if interval.n else ""
+        out.append(f"{dataset}, {task}: {method} mAP {row['mAP']:.3f} ({ci}{row['queries']} queries){beside}.")
+    return out
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def _git_commit(root: PathLike) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return done.stdout.strip()
+
+
+def _params_hash(root: PathLike) -> str:
+    path = Path(root, "params.yaml")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "no params.yaml"
+
+
+def _models(root: PathLike) -> tuple[str, str]:
+    """(backbone, similarity model) behind the main AuSiL run, from its timing label (``<model>; backbone:
+    <backbone>``) or, failing that, the training meta."""
+    label = _backbone_label(root, "main") or NOT_RUN
+    model, sep, backbone = label.partition("; backbone: ")
+    if sep:
+        return backbone, model
+    meta = _read_json(Path(root, "reports", "training_main.meta.json")) or {}
+    steps = f"AuSiL network trained here ({meta['steps']} steps)" if "steps" in meta else NOT_RUN
+    return label, steps
+
+
+def provenance(root: PathLike) -> str:
+    """One markdown line a reader can cite: commit, params.yaml hash, render date, machine, backbone and
+    similarity model (no directory of the machine)."""
+    speed = _read_json(Path(root, "reports", "speed.json")) or {}
+    m = speed.get("machine", {})
+    machine = f"{m.get('cpu', '?')}, {m.get('cpu_cores', '?')} cores, device {m.get('device', '?')}" if m else "?"
+    backbone, model = _models(root)
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"*Commit `{_git_commit(root)}` · params.yaml sha256 `{_params_hash(root)}` · rendered {date} · "
+        f"machine: {machine} · backbone: {backbone} · similarity model: {model}*"
+    )
 
 
 # --------------------------------------------------------------------------- display
@@ -884,13 +985,13 @@ def _cell(value: Any, missing: str, number_format: str) -> Any:
     return value
 
 
-def formatted(frame: pd.DataFrame, number_format: str = ".3f") -> pd.DataFrame:
-    """Display copy of a table: numbers formatted, a missing result shown as "not run" and a
-    number the paper does not give as a dash."""
+def formatted(frame: pd.DataFrame, number_format: str = ".3f", missing: str = NOT_RUN) -> pd.DataFrame:
+    """Display copy of a table: numbers formatted, a missing result shown as ``missing`` ("not run") and
+    a number the paper does not give as a dash."""
     out = frame.astype(object)
     for column in frame.columns:
-        missing = NOT_IN_PAPER if str(column).startswith(PAPER_PREFIX) else NOT_RUN
-        out[column] = [_cell(v, missing, number_format) for v in frame[column]]
+        shown = NOT_IN_PAPER if str(column).startswith(PAPER_PREFIX) else missing
+        out[column] = [_cell(v, shown, number_format) for v in frame[column]]
     return out
 
 
@@ -907,7 +1008,7 @@ def _empty(ax: Any) -> None:
 
 def plot_pr_curves(curves: pd.DataFrame, title: str) -> Figure:
     """Fig. 2 layout: interpolated precision vs recall, one marked line per method (controls dashed)."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    fig, ax = plt.subplots(figsize=(9.6, 4.8))
     markers = cycle("osD^vP*X")
     for (run, method), part in curves.groupby(["run", "method"], sort=False):
         ax.plot(
@@ -921,7 +1022,7 @@ def plot_pr_curves(curves: pd.DataFrame, title: str) -> Figure:
     if curves.empty:
         _empty(ax)
     else:
-        ax.legend(loc="lower left", fontsize="small")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")  # off the curves
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     return _finish(fig)
@@ -929,25 +1030,25 @@ def plot_pr_curves(curves: pd.DataFrame, title: str) -> Figure:
 
 def plot_per_factor(table: pd.DataFrame, title: str) -> Figure:
     """mAP per speed factor (x) for each method (one marked line each) from :func:`per_factor_table`."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(9.6, 4.2))
     positions = range(len(table.index))
     markers = cycle("osD^vP*X")
-    for column in table.columns:
+    for column in table.columns.drop(PER_FACTOR_N, errors="ignore"):
         if table[column].notna().any():
             ax.plot(positions, table[column], marker=next(markers), label=column)
-    if table.notna().to_numpy().any():
-        ax.legend(fontsize="small")
+    if table.drop(columns=PER_FACTOR_N, errors="ignore").notna().to_numpy().any():
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize="small")
     else:
         _empty(ax)
     ax.set_xticks(list(positions), [f"x{f:g}" for f in table.index])
-    ax.set(xlabel="speed factor of the query copy", ylabel="mAP", ylim=(0, 1.02), title=title)
+    ax.set(xlabel="speed factor of the query copy", ylabel="mAP (= mean reciprocal rank)", ylim=(0, 1.02), title=title)
     ax.grid(alpha=0.3)
     return _finish(fig)
 
 
 def plot_training(curves: pd.DataFrame) -> Figure:
     """AuSiL triplet loss, validation mAP and backbone training loss against step, one panel each."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.8))
     panels = [
         (axes[0], "AuSiL", "loss", "AuSiL training loss"),
         (axes[1], "AuSiL", "val_map", "validation mAP (model selection)"),
@@ -963,7 +1064,7 @@ def plot_training(curves: pd.DataFrame) -> Figure:
                 )
                 drawn = True
         if drawn:
-            ax.legend(fontsize="small")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize="small")  # full labels
         else:
             _empty(ax)
         ax.set(xlabel="step", ylabel=column, title=title)
@@ -974,11 +1075,22 @@ def plot_training(curves: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------- notebooks
 
 
+def page_title(notebook: Any) -> str:
+    """The browser title of a rendered page: the notebook's first markdown heading, without the ``#``."""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("#"):
+                    return line.lstrip("#").strip()
+    return "ausil report"
+
+
 def run_notebooks(
     root: PathLike, out_dir: PathLike, html: bool = True, notebooks_dir: PathLike = NOTEBOOKS_DIR
 ) -> list[Path]:
-    """Execute every report notebook on ``root`` with papermill; write the executed copies (and HTML)
-    to ``out_dir`` atomically and return the written paths.
+    """Execute every report notebook (the index page included) on ``root`` with papermill; write the
+    executed copies (and HTML without code cells, titled by each notebook's heading) to ``out_dir``
+    atomically and return the written paths.
 
     The ``python3`` kernel's ``python`` is replaced by this interpreter (jupyter_client does so for a
     bare ``python``), so the notebooks see the same environment as the caller. The kernel runs in
@@ -994,7 +1106,8 @@ def run_notebooks(
     notebooks = sorted(Path(notebooks_dir).glob("*.ipynb"))
     if not notebooks:
         raise FileNotFoundError(f"no notebook in {notebooks_dir}")
-    exporter = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True)
+    # code hidden: a reader sees the text, tables and figures; the notebooks hold the code
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     written = []
     for notebook in notebooks:
         executed = papermill.execute_notebook(
@@ -1013,7 +1126,7 @@ def run_notebooks(
         atomic_write_text(target, nbformat.writes(executed))
         written.append(target)
         if html:
-            body, _ = exporter.from_notebook_node(executed)
+            body, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": page_title(executed)}})
             atomic_write_text(target.with_suffix(".html"), body)
             written.append(target.with_suffix(".html"))
     return written

@@ -194,7 +194,7 @@ def test_paper_numbers_present_and_labelled(fake_root: Path) -> None:
     speed = report.speed_table(fake_root)
     assert speed.loc["AuSiL", "paper, FIVR-200K_a speed (different dataset)"] == 0.865
     assert speed.loc["Dejavu", "paper, SVD_a speed (different dataset)"] == 0.741
-    assert speed.loc["Spectro Slides", "paper, SVD_a speed (different dataset)"] == 0.0
+    assert speed.loc["Spectro Slides", "paper, SVD_a speed (different dataset)"] == "≈ 0"  # no number published
     assert "near-zero" in speed.loc["Spectro Slides", "paper note"]
     components = report.components_table(fake_root)
     assert list(components.index) == ["MAC", "MAC + W", "MAC + W + A", "AuSiL"]
@@ -216,6 +216,7 @@ def test_per_factor_map_hand_made_case(fake_root: Path) -> None:
     wide = report.per_factor_table(fake_root)
     assert wide.loc[2.0, "AuSiL"] == pytest.approx(5 / 12)
     assert wide["Spectro Tiles"].isna().all()
+    assert list(wide[report.PER_FACTOR_N]) == [2, 2]
 
 
 def test_sweeps_timings_and_curves(fake_root: Path) -> None:
@@ -223,13 +224,21 @@ def test_sweeps_timings_and_curves(fake_root: Path) -> None:
     assert list(steps.index) == [1000, 500, 250, 125]
     assert steps.loc[1000, "run"] == "ausil-full-main"  # the default run, at its params.yaml value
     assert math.isnan(steps.loc[500, "this run, test mAP"])
+    assert "this run, test_speed mAP" not in steps.columns  # the sweeps score test only
+    assert "dvc repro time_step_sweep" in report.ablation_note(fake_root, "time_step")
     assert "No time step (ms) sweep was run" in report.ablation_note(fake_root, "time_step")
     gamma = report.gamma_table(fake_root)
     assert gamma.loc[1.0, "this run, test mAP"] == _metric(fake_root, "ausil-full-main", "test")
     timing = report.timing_table(fake_root)
-    dejavu_query = timing[(timing["quantity"] == "Dejavu query time per query") & (timing["set"] == "test")]
-    assert dejavu_query["value"].item() == pytest.approx(0.5 / 3)
-    assert (timing["machine"].str.startswith("paper") & (timing["value"] == 100.0)).any()
+    assert timing.loc["Dejavu", "per query (s)"] == pytest.approx(0.5 / 3)
+    assert timing.loc["Spectro Slides", "decode + features / fingerprints (s)"] == 2.0
+    ausil = timing.loc["AuSiL"]
+    assert ausil["all queries (s)"] == 0.5 and math.isnan(ausil["decode + features / fingerprints (s)"])
+    pairs = sum(len(v) for v in json.loads((fake_root / "results/ausil-full-main/test.json").read_text()).values())
+    paper = timing.loc["AuSiL, the paper's GTX 1070 figures (paper machine)"]
+    assert paper["all queries (s)"] == pytest.approx(3 * pairs / 1000)
+    assert RELEASED_LABEL not in timing.index and "Spectro Tiles" not in timing.index
+    assert report.cost_findings(fake_root)[0].startswith("Total cost of the test set")
     assert "2 values" in report.timing_details(fake_root, "dejavu").loc["index_s_per_video", "test"]
     curves = report.training_curves(fake_root)
     assert set(curves["curve"]) == {
@@ -247,7 +256,8 @@ def test_tables_on_an_empty_root(tmp_path: Path) -> None:
     assert report.pr_curves(tmp_path, "test").empty
     report.plot_training(report.training_curves(tmp_path))
     report.plot_pr_curves(report.pr_curves(tmp_path, "test"), "empty")
-    assert report.formatted(report.timing_table(tmp_path))["value"].eq(report.NOT_RUN).any()
+    assert report.timing_table(tmp_path).empty and report.cost_findings(tmp_path) == []
+    report.plot_accuracy_cost(tmp_path)
 
 
 @pytest.mark.slow
@@ -284,6 +294,12 @@ def test_real_dataset_table(tmp_path: Path) -> None:
     assert list(table.index) == [("fivr200k", "audio", "ausil"), ("fivr200k", "isvr", "ausil")]
     assert table.loc[("fivr200k", "audio", "ausil"), "paper AuSiL"] == report.PAPER_METHODS["AuSiL"]["FIVR-200K_a"]
     assert table.loc[("fivr200k", "isvr", "ausil"), "relevant labels"] == "ND,DS,CS,IS"
+    lines = report.real_findings(tmp_path)
+    assert lines == [
+        "fivr200k, audio: ausil mAP 0.700 (3 queries); the paper's AuSiL: 0.701.",
+        "fivr200k, isvr: ausil mAP 0.200 (3 queries); the paper's AuSiL: 0.232.",
+    ]
+    assert "not evaluated" in report.real_findings(tmp_path / "empty")[0]
 
 
 def test_cross_corpus_table_reads_its_own_collection(tmp_path: Path) -> None:
@@ -348,5 +364,5 @@ def test_main_table_ci_and_findings_from_synthetic_metrics(tmp_path: Path) -> No
     step = [line for line in lines if "MAC + W (main backbone)" in line]
     assert len(step) == 1 and "no significant difference" in step[0]  # mean 0 difference, CI spans 0
     assert report.findings(tmp_path, groups=["ablation"]) == step
-    assert "Key findings" in report.findings_markdown(tmp_path)
-    assert report.NOT_RUN in report.findings_markdown(tmp_path / "empty")
+    assert "- On test, Dejavu beats" in report.findings_markdown(lines)
+    assert report.NOT_RUN in report.findings_markdown(report.findings(tmp_path / "empty"))
