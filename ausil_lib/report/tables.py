@@ -83,6 +83,8 @@ __all__ = [
     "findings",
     "findings_markdown",
     "real_findings",
+    "paper_real_table",
+    "budget_markdown",
     "comparison_table",
     "page_title",
     "training_curves",
@@ -288,6 +290,23 @@ def real_dataset_table(root: PathLike) -> pd.DataFrame:
         columns=["mAP", "queries", "relevant labels", "paper AuSiL"],
     )
     return frame
+
+
+def paper_real_table() -> pd.DataFrame:
+    """The paper's AuSiL mAP per real dataset and task (what a real-dataset run is compared with)."""
+    order = {t: i for i, t in enumerate(REAL_TASK_ORDER)}
+    keys = sorted(PAPER_REAL, key=lambda k: (k[0], order.get(k[1], len(order))))
+    index = pd.MultiIndex.from_tuples(keys, names=["dataset", "task"])
+    return pd.DataFrame({"paper AuSiL mAP": [PAPER_REAL[k] for k in keys]}, index=index)
+
+
+def budget_markdown(root: PathLike) -> str:
+    """The real datasets' disk and time budget on the reports/gpu/ measurements (the README's table)."""
+    from ausil_lib.report.readme import budget_table  # the README's renderer, one definition
+
+    if not Path(root, GPU_DIR).is_dir():
+        return f"{NOT_RUN}: no `reports/gpu/` measurements."
+    return budget_table(Path(root))
 
 
 def _map(metrics: pd.DataFrame, run: str, set_name: str) -> float:
@@ -565,8 +584,9 @@ def per_factor_table(
     frame = pd.DataFrame({label: m["mAP"] for label, m in maps.items()}, index=pd.Index(factors, dtype=float))
     frame.index.name = "speed factor"
     counts = pd.DataFrame({label: m["n_queries"] for label, m in maps.items()}, index=frame.index)
-    frame[PER_FACTOR_N] = counts.max(axis=1).astype(float)
-    return frame.astype(float)
+    frame = frame.astype(float)
+    frame[PER_FACTOR_N] = counts.max(axis=1).astype("Int64")
+    return frame
 
 
 # --------------------------------------------------------------------------- curves

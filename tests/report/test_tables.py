@@ -265,7 +265,7 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     out = tmp_path / "rendered"
     written = report.run_notebooks(fake_root, out)
     names = sorted(p.name for p in written)
-    stems = ["ablations", "main_comparison", "real_datasets", "speed_transformations", "timings"]
+    stems = ["ablations", "index", "main_comparison", "real_datasets", "speed_transformations", "timings"]
     assert names == sorted([f"{s}.ipynb" for s in stems] + [f"{s}.html" for s in stems])
     assert all(p.is_file() for p in written)
     main = nbformat.read(out / "main_comparison.ipynb", as_version=4)
@@ -275,6 +275,11 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     assert len(images) == 2  # one figure per PR cell, not duplicated by pyplot
     html = (out / "main_comparison.html").read_text(encoding="utf-8")
     assert "data:image/png;base64" in html and report.NOT_RUN in html
+    assert "<title>Main comparison (paper Table VIII, Fig. 2)</title>" in html
+    assert "Key findings" in html and "params.yaml sha256" in html
+    assert "import tables as report" not in html and "report.formatted" not in html  # code hidden
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert all(f'href="{s}.html"' in index for s in stems if s != "index")
     timings = nbformat.read(out / "timings.ipynb", as_version=4)
     injected = [c for c in timings.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and 'root = "."' in injected[0].source
