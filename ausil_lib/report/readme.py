@@ -1,4 +1,5 @@
-"""Regenerate the README's measured tables from the report files, so no number is typed by hand.
+"""Regenerate the README's measured tables and key findings from the report files, so no number is
+typed by hand.
 
 Each table sits between `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers; `ausil readme`
 rewrites them and a test fails when the README and the reports disagree.
@@ -73,13 +74,29 @@ def markdown(frame) -> str:
 
 
 def results_table(root: Path) -> str:
-    from .tables import backbone_note, formatted, main_table
+    from .tables import NOT_RUN, SETS, backbone_note, ci_column, formatted, main_table, run_column
 
-    table = formatted(main_table(root).drop(columns=["run"]))
+    table = main_table(root)
+    shown = formatted(table)
+    compact = shown[["queries", *(c for c in shown.columns if c.startswith("paper")), "note"]].copy()
+    for position, set_name in enumerate(SETS):
+        cis = table[ci_column(set_name)]
+        compact.insert(
+            position,
+            f"{set_name} mAP [95 % CI]",
+            [f"{v} [{ci}]" if ci != NOT_RUN else NOT_RUN for v, ci in zip(shown[run_column(set_name)], cis)],
+        )
     return (
-        f"{markdown(table)}\n\n{backbone_note(root)}\n\nThe paper's columns are other datasets (FIVR-200K_a, "
+        f"{markdown(compact)}\n\n{backbone_note(root)}\n\nThe paper's columns are other datasets (FIVR-200K_a, "
         "SVD_a) and are shown for orientation only."
     )
+
+
+def findings_list(root: Path) -> str:
+    """The key findings of the main table (methods against AuSiL, trained against untrained backbone)."""
+    from .tables import findings
+
+    return "\n".join(f"- {line}" for line in findings(root, ["methods", "control"]))
 
 
 GPU_REPORTS = {"speed": "speed_h100.json", "bulk": "bulk_h100.json", "similarity": "similarity_h100.json"}
@@ -156,6 +173,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
 }
 ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "results": ("metrics", results_table),
+    "findings": ("metrics", findings_list),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }
