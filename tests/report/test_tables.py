@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -371,3 +372,15 @@ def test_main_table_ci_and_findings_from_synthetic_metrics(tmp_path: Path) -> No
     assert report.findings(tmp_path, groups=["ablation"]) == step
     assert "- On test, Dejavu beats" in report.findings_markdown(lines)
     assert report.NOT_RUN in report.findings_markdown(report.findings(tmp_path / "empty"))
+
+
+def test_provenance_and_page_title(fake_root: Path) -> None:
+    line = report.provenance(fake_root)
+    digest = hashlib.sha256((fake_root / "params.yaml").read_bytes()).hexdigest()[:12]
+    assert f"params.yaml sha256 `{digest}`" in line
+    assert "machine: Test CPU, 2 cores, device cpu" in line
+    assert "backbone: " in line and "ausil-full-main made by a test" in line  # the run's own label
+    assert "not a git checkout" in line  # fake_root is no repository: said, not guessed
+    assert str(fake_root) not in line
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("text\n\n# Title (x)\nmore")])
+    assert report.page_title(notebook) == "Title (x)"
