@@ -640,7 +640,7 @@ def training_summary(root: PathLike) -> pd.DataFrame:
         row = {k: v for k, v in meta.items() if not isinstance(v, Mapping)}
         row.update({f"triplets: {k}": v for k, v in meta.get("triplets", {}).items()})
         rows[path.name.removesuffix(".meta.json").removeprefix("training_")] = row
-    return _frame(rows, "model")
+    return _frame(rows, "model").rename(columns=lambda c: str(c).replace("_", " "))  # readable headers
 
 
 def _backbone_label(root: PathLike, backbone: str) -> str | None:
