@@ -906,6 +906,26 @@ def _finding(set_name: str, a: str, b: str, diff: Interval) -> str:
     return f"On {set_name}, {winner} beats {loser} by {abs(diff.estimate):.2f} ({ci})."
 
 
+def _highest(root: PathLike, set_name: str, made: Mapping[str, Interval]) -> str:
+    """The highest mAP of the main table, and whether its lead over every other row is significant."""
+    method, best = max(made.items(), key=lambda kv: kv[1].estimate)
+    tied = [
+        other
+        for other in made
+        if other != method
+        and not paired_difference(
+            load_ap(root, MAIN_ROWS[method], set_name), load_ap(root, MAIN_ROWS[other], set_name)
+        ).excludes_zero
+    ]
+    lead = (
+        f"no significant difference from {', '.join(tied)}"
+        if tied
+        else "ahead of every other row (each paired CI excludes 0)"
+    )
+    ci = f"{CI_HEADER} {best.low:.3f}–{best.high:.3f}, {best.n} queries"
+    return f"Highest {set_name} mAP: {method}, {best.estimate:.3f} ({ci}); {lead}."
+
+
 def findings(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Sequence[str] = SETS) -> list[str]:
     """Short sentences from the numbers: per set the highest mAP of the main table with its CI, then each
     implied comparison; an ordering is stated only where the paired CI excludes 0."""
@@ -916,11 +936,7 @@ def findings(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Se
             intervals = {m: map_interval(root, r, set_name) for m, r in MAIN_ROWS.items()}
             made = {m: i for m, i in intervals.items() if i.n}
             if made:
-                method, best = max(made.items(), key=lambda kv: kv[1].estimate)
-                out.append(
-                    f"Highest {set_name} mAP: {method}, {best.estimate:.3f} ({CI_HEADER} {best.low:.3f}–"
-                    f"{best.high:.3f}, {best.n} queries)."
-                )
+                out.append(_highest(root, set_name, made))
         out += [_finding(s, a, b, diff) for s, a, b, _, diff in comparisons if s == set_name]
     return out
 

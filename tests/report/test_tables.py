@@ -366,6 +366,7 @@ def test_main_table_ci_and_findings_from_synthetic_metrics(tmp_path: Path) -> No
 
     lines = report.findings(tmp_path)
     assert lines[0].startswith("Highest test mAP: Dejavu, 0.750")
+    assert lines[0].endswith("4 queries); ahead of every other row (each paired CI excludes 0).")
     assert "On test, Dejavu beats AuSiL by 0.20 (95 % CI 0.20–0.20, 4 queries)." in lines
     step = [line for line in lines if "MAC + W (main backbone)" in line]
     assert len(step) == 1 and "no significant difference" in step[0]  # mean 0 difference, CI spans 0
