@@ -83,9 +83,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     note = read_unavailable(results)
     if note is not None:
-        from .retrieval.evaluation import write_unavailable_metrics
+        from .retrieval.evaluation import query_ap_path, write_unavailable_metrics
 
-        write_unavailable_metrics(metrics, pr, note, labels, ignore)
+        write_unavailable_metrics(metrics, pr, note, labels, ignore, ap_path=query_ap_path(results))
         print(f"{results}: {note}; {metrics} records the run as not available")
         return 0
     result = evaluate_files(
