@@ -5,7 +5,7 @@ export PATH := $(VENV):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export NUMBA_CACHE_DIR := $(CURDIR)/.pytest_cache/numba
 
-.PHONY: setup lint test test-fast repro benchmark-speed
+.PHONY: setup lint test test-fast repro benchmark-speed plots
 
 setup:
 	@bash scripts/setup.sh
@@ -32,3 +32,7 @@ repro: setup
 
 benchmark-speed: setup
 	dvc repro benchmark_speed
+
+## plots: every PR and training curve, methods overlaid per set, drawn offline (reports/plots/index.html)
+plots: setup
+	dvc plots show

@@ -72,7 +72,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .retrieval.evaluation import evaluate_files
+    from .retrieval.evaluation import RECALL_AT, evaluate_files, query_ap_path
 
     results = Path(args.results)
     metrics = Path(args.metrics) if args.metrics else results.with_name(results.stem + ".metrics.json")
@@ -85,7 +85,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if note is not None:
         from .retrieval.evaluation import write_unavailable_metrics
 
-        write_unavailable_metrics(metrics, pr, note, labels, ignore)
+        write_unavailable_metrics(metrics, pr, note, labels, ignore, ap_path=query_ap_path(results))
         print(f"{results}: {note}; {metrics} records the run as not available")
         return 0
     result = evaluate_files(
@@ -96,8 +96,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.per_query:
         for query, ap in sorted(result.ap.items()):
             print(f"{query}\tAP={ap:.4f}")
-    print(f"queries: {result.n_queries}  relevant labels: {','.join(labels)}  mAP={result.map:.4f}")
-    print(f"metrics: {metrics}\nPR points: {pr}")
+    print(
+        f"queries: {result.n_queries}  relevant labels: {','.join(labels)}  mAP={result.map:.4f}  "
+        f"uAP={result.micro_ap:.4f}  " + "  ".join(f"recall@{k}={result.recall_at(k):.4f}" for k in RECALL_AT)
+    )
+    print(f"metrics: {metrics}\nper query: {query_ap_path(results)}\nPR points: {pr}")
     return 0
 
 

@@ -9,11 +9,14 @@ runs the `__init__.py` of every package above it, so those count as imported too
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "ausil_lib"
+NOTEBOOKS = ROOT / "notebooks"
+NOTEBOOK_RUNNER = "report"  # `ausil report` executes every notebook in notebooks/
 _SUBCOMMAND = re.compile(r"(?:^|&&|;|\|\|)\s*ausil\s+(?:--params\s+\S+\s+)?([a-z][a-z-]*)")
 
 
@@ -119,7 +122,19 @@ def subcommand_modules(subcommand: str) -> set[str]:
     direct = set().union(
         *(_imports(funcs[f], "ausil_lib") for f in seen), *(_imports(n, "ausil_lib") for n in top_level)
     )
+    if subcommand == NOTEBOOK_RUNNER:
+        direct |= notebook_imports()
     return module_closure(direct | {"__init__"}) | {"cli"}  # cli.py itself, but not all its handlers
+
+
+def notebook_imports() -> set[str]:
+    """ausil_lib modules the code cells of the report notebooks import."""
+    found: set[str] = set()
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                found |= _imports(ast.parse("".join(cell["source"])), "ausil_lib")
+    return found
 
 
 def stage_code(cmd: str) -> set[str]:

@@ -17,34 +17,56 @@ Protocol, per query of the annotation file:
 * PR curve: the ranking's labels and scores, padded as the reference does (a 1 for every relevant
   video missing from the results, 0s up to the dataset size, score 0 for all padding), fed to
   ``sklearn.metrics.precision_recall_curve`` and interpolated at :data:`RECALL_LEVELS`.
+
+Beside mAP, two summaries that read differently:
+
+* recall@k (hit rate, the Recall@K of metric learning): the share of evaluated queries with at
+  least one relevant video among their first k ranked videos, for k in :data:`RECALL_AT`;
+* µAP (micro AP, FIVR / ViSiL): every evaluated query's ranked (query, video) pairs pooled into one
+  list by similarity (ties by query id, then video id), AP of that list over all the queries'
+  relevant videos together, a relevant video missing from its query's results contributing 0 as
+  in Eq. 7; unlike mAP it rewards scores that are comparable across queries.
+
+Files: the metrics file holds only these summaries (what ``dvc metrics show`` lists); per-query
+values go to a file beside the results (:func:`query_ap_path`, read by :func:`read_query_ap`).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from ausil_lib.core.formats import (
+    FormatError,
     PathLike,
     atomic_write_json,
     read_annotations,
     read_ids,
     read_results,
 )
+from ausil_lib.core.labels import JUNK, speed_copy_id, speed_copy_of
 
 __all__ = [
+    "RECALL_AT",
     "RECALL_LEVELS",
     "EvaluationResult",
     "average_precision",
     "evaluate",
     "evaluate_files",
     "interpolated_pr",
+    "micro_average_precision",
+    "query_ap_path",
     "rank_videos",
+    "read_query_ap",
+    "restrict_relevant",
+    "speed_factor_results",
 ]
 
 _RECALL_STEP = 0.05
@@ -55,6 +77,9 @@ _N_RECALL_STEPS = 20
 # whose recall is exactly i / 20 does not count for that level. Kept for comparable curves.
 RECALL_LEVELS: np.ndarray = np.arange(_N_RECALL_STEPS + 1) * _RECALL_STEP
 RECALL_LEVELS.setflags(write=False)
+
+RECALL_AT: tuple[int, ...] = (1, 10)  # the k of recall@k in the metrics files
+QUERY_AP_SUFFIX = ".ap.json"  # per-query values beside a results file
 
 
 def rank_videos(query: str, similarities: Mapping[str, float], dataset: set[str]) -> list[tuple[str, float]]:
@@ -88,6 +113,21 @@ def average_precision(ranked_ids: Sequence[str], relevant: set[str]) -> float:
     return total / len(relevant)
 
 
+def micro_average_precision(pairs: Iterable[tuple[float, str, str, bool]], n_relevant: int) -> float:
+    """µAP of pooled ``(similarity, query, video, relevant)`` pairs: one ranking by similarity (ties by
+    query, then video id), precision summed at each relevant pair and divided by ``n_relevant``, the
+    relevant pairs of all queries, so one never retrieved contributes 0 (as in Eq. 7)."""
+    if n_relevant <= 0:
+        raise ValueError("micro AP is undefined without relevant pairs")
+    hits = 0
+    total = 0.0
+    for rank, (*_, relevant) in enumerate(sorted(pairs, key=lambda item: (-item[0], item[1], item[2])), start=1):
+        if relevant:
+            hits += 1
+            total += hits / rank
+    return total / n_relevant
+
+
 def interpolated_pr(ranked: list[tuple[str, float]], relevant: set[str], dataset_size: int) -> np.ndarray:
     """Interpolated precision at :data:`RECALL_LEVELS` for one query, as the reference does.
 
@@ -109,19 +149,33 @@ def interpolated_pr(ranked: list[tuple[str, float]], relevant: set[str], dataset
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Outcome of an evaluation: mAP, per-query AP, mean PR curve and why queries were skipped."""
+    """Outcome of an evaluation: mAP, per-query AP and hits, µAP, mean PR curve and why queries were skipped."""
 
     map: float
     ap: dict[str, float]
     pr_curve: np.ndarray
     n_queries: int
+    micro_ap: float
+    hits: dict[str, dict[int, bool]]  # per query: is a relevant video among the first k, for k in RECALL_AT
     warnings: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (plain Python floats and lists)."""
+    def recall_at(self, k: int) -> float:
+        """recall@k as a hit rate: the share of evaluated queries with a relevant video in their top k."""
+        return float(np.mean([hits[k] for hits in self.hits.values()]))
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers a metrics file holds: mAP, n, recall@k, µAP (plain Python values)."""
         return {
             "mAP": float(self.map),
             "n_queries": self.n_queries,
+            **{f"recall@{k}": self.recall_at(k) for k in RECALL_AT},
+            "uAP": float(self.micro_ap),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record (plain Python floats and lists), per-query values included."""
+        return {
+            **self.summary(),
             "ap": {query: float(value) for query, value in self.ap.items()},
             "recall": [float(level) for level in RECALL_LEVELS],
             "precision": [float(value) for value in self.pr_curve],
@@ -165,6 +219,9 @@ def evaluate(
     labels = _check_labels(relevant_labels)
     dataset = set(dataset_ids)
     ap: dict[str, float] = {}
+    hits: dict[str, dict[int, bool]] = {}
+    pooled: list[tuple[float, str, str, bool]] = []
+    n_relevant = 0
     curves: list[np.ndarray] = []
     warnings: list[str] = []
     for query, query_labels in annotations.items():
@@ -182,6 +239,9 @@ def evaluate(
             continue
         ranked = rank_videos(query, results[query], query_dataset)
         ap[query] = average_precision([video for video, _ in ranked], relevant)
+        hits[query] = {k: any(video in relevant for video, _ in ranked[:k]) for k in RECALL_AT}
+        pooled += [(sim, query, video, video in relevant) for video, sim in ranked]
+        n_relevant += len(relevant)
         curves.append(interpolated_pr(ranked, relevant, len(query_dataset)))
     if not ap:
         reasons = "; ".join(warnings) if warnings else "the annotations contain no query"
@@ -193,8 +253,83 @@ def evaluate(
         ap=ap,
         pr_curve=pr_curve,
         n_queries=len(ap),
+        micro_ap=micro_average_precision(pooled, n_relevant),
+        hits=hits,
         warnings=warnings,
     )
+
+
+def restrict_relevant(
+    annotations: Mapping[str, Mapping[str, Sequence[str]]],
+    keep: Callable[[str, str], bool],
+    relevant_labels: Sequence[str],
+) -> dict[str, dict[str, list[str]]]:
+    """Annotations where a query's relevant videos are only those with ``keep(query, video)``; its other
+    relevant videos move to JUNK, so evaluated with JUNK ignored they leave the ranking and neither help
+    nor hurt (FIVR-style per-category AP: one kind of positive at a time, the others not negatives).
+    A query left with no relevant video is skipped by :func:`evaluate`."""
+    labels = _check_labels(relevant_labels)
+    out: dict[str, dict[str, list[str]]] = {}
+    for query, query_labels in annotations.items():
+        moved = [v for label in labels for v in query_labels.get(label, ()) if not keep(query, v)]
+        gone = set(moved)
+        out[query] = {label: [v for v in videos if v not in gone] for label, videos in query_labels.items()}
+        out[query][JUNK] = [*query_labels.get(JUNK, ()), *moved]
+    return out
+
+
+def speed_factor_results(
+    annotations: Mapping[str, Mapping[str, Sequence[str]]],
+    results: Mapping[str, Mapping[str, float]],
+    relevant_labels: Sequence[str],
+    dataset_ids: Iterable[str],
+    ignore_labels: Sequence[str] = (),
+) -> dict[float, EvaluationResult]:
+    """Evaluation at each speed factor of a speed set (the paper's Section V-C): a query's only relevant
+    video is its own copy at that factor (``<query>_x<factor>``, see :func:`restrict_relevant`), so with
+    one positive per query the factor's mAP is a mean reciprocal rank. Empty for a set without copies."""
+    labels = _check_labels(relevant_labels)
+    dataset = set(dataset_ids)
+    factors = set()
+    for query, query_labels in annotations.items():
+        for video in _relevant_set(query_labels, labels, dataset):
+            copy = speed_copy_of(video)
+            if copy is not None and copy[0] == query:
+                factors.add(copy[1])
+    ignore = [*ignore_labels, *([JUNK] if JUNK not in ignore_labels else [])]
+    return {
+        factor: evaluate(
+            restrict_relevant(annotations, lambda q, v, f=factor: v == speed_copy_id(q, f), labels),
+            results,
+            labels,
+            dataset,
+            ignore,
+        )
+        for factor in sorted(factors)
+    }
+
+
+def query_ap_path(results_path: PathLike) -> Path:
+    """The per-query file beside a results file: ``<dir>/<set>.json`` -> ``<dir>/<set>.ap.json``."""
+    results_path = Path(results_path)
+    return results_path.with_name(results_path.stem + QUERY_AP_SUFFIX)
+
+
+def read_query_ap(path: PathLike) -> dict[str, float]:
+    """Per-query AP ``{query: AP}`` of a file written by :func:`evaluate_files` (empty for a run
+    recorded as not available)."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    queries = record.get("queries") if isinstance(record, Mapping) else None
+    if not isinstance(queries, Mapping):
+        raise FormatError(path, "expected an object with a 'queries' object")
+    return {str(query): float(values["ap"]) for query, values in queries.items()}
+
+
+def _query_record(result: EvaluationResult) -> dict[str, dict[str, Any]]:
+    return {
+        query: {"ap": float(value), **{f"hit@{k}": result.hits[query][k] for k in RECALL_AT}}
+        for query, value in result.ap.items()
+    }
 
 
 def write_unavailable_metrics(
@@ -203,13 +338,15 @@ def write_unavailable_metrics(
     note: str,
     relevant_labels: Sequence[str],
     ignore_labels: Sequence[str] = (),
+    ap_path: PathLike | None = None,
 ) -> None:
-    """Metrics of a run that could not be made: no mAP (never a zero that reads as a score), the reason, no PR."""
+    """Metrics of a run that could not be made: no mAP (never a zero that reads as a score), no PR, and
+    (at ``ap_path``) no per-query values but the reason. The reason stays out of the metrics file, whose
+    values DVC lists in one table (a string column would widen every row); the results' ``.timing.json``
+    holds it too (:func:`ausil_lib.core.formats.read_unavailable`)."""
     atomic_write_json(
         metrics_path,
         {
-            "available": False,
-            "note": note,
             "mAP": None,
             "n_queries": 0,
             "relevant_labels": list(relevant_labels),
@@ -217,6 +354,24 @@ def write_unavailable_metrics(
         },
     )
     atomic_write_json(pr_path, [])
+    if ap_path is not None:
+        atomic_write_json(ap_path, {**_per_query_file(None, {}, relevant_labels, ignore_labels), "note": note})
+
+
+def _per_query_file(
+    result: EvaluationResult | None,
+    factors: Mapping[float, EvaluationResult],
+    relevant_labels: Sequence[str],
+    ignore_labels: Sequence[str],
+) -> dict[str, Any]:
+    """The per-query file's record; ``result`` None for a run that was not made."""
+    return {
+        "relevant_labels": list(relevant_labels),
+        "ignore_labels": list(ignore_labels),
+        "queries": {} if result is None else _query_record(result),
+        "speed_factors": {f"{factor:g}": {**r.summary(), "queries": _query_record(r)} for factor, r in factors.items()},
+        "warnings": [] if result is None else list(result.warnings),
+    }
 
 
 def evaluate_files(
@@ -228,32 +383,31 @@ def evaluate_files(
     pr_path: PathLike | None = None,
     ignore_labels: Sequence[str] = (),
 ) -> EvaluationResult:
-    """Evaluate stored results and optionally write the metrics and PR-curve JSON files.
+    """Evaluate stored results and optionally write the metrics, per-query and PR-curve JSON files.
 
-    The metrics file holds mAP, n_queries, relevant_labels, per-query AP and warnings; the PR
-    file is a list of ``{"recall": r, "precision": p}`` rows, the shape DVC plots read.
+    The metrics file holds summaries only, the numbers ``dvc metrics show`` lists: mAP, n_queries,
+    recall@k, uAP, ``mAP_x<factor>`` for each speed factor of a speed set, and the labels (lists, which
+    DVC does not show). With it, the per-query file :func:`query_ap_path` of the results is written:
+    ``{"queries": {q: {"ap", "hit@k"}}, "speed_factors": {"<factor>": {summary, "queries"}},
+    "relevant_labels", "ignore_labels", "warnings"}``. The PR file is a list of
+    ``{"recall": r, "precision": p}`` rows, the shape DVC plots read.
     """
     labels = _check_labels(relevant_labels)
-    result = evaluate(
-        read_annotations(annotations_path),
-        read_results(results_path),
-        labels,
-        read_ids(dataset_ids_path),
-        ignore_labels,
-    )
+    annotations, results = read_annotations(annotations_path), read_results(results_path)
+    dataset = read_ids(dataset_ids_path)
+    result = evaluate(annotations, results, labels, dataset, ignore_labels)
     if metrics_path is not None:
-        summary = result.to_dict()
+        factors = speed_factor_results(annotations, results, labels, dataset, ignore_labels)
         atomic_write_json(
             metrics_path,
             {
-                "mAP": summary["mAP"],
-                "n_queries": summary["n_queries"],
+                **result.summary(),
+                **{f"mAP_x{factor:g}": float(r.map) for factor, r in factors.items()},
                 "relevant_labels": labels,
                 "ignore_labels": list(ignore_labels),
-                "ap": summary["ap"],
-                "warnings": summary["warnings"],
             },
         )
+        atomic_write_json(query_ap_path(results_path), _per_query_file(result, factors, labels, ignore_labels))
     if pr_path is not None:
         rows = [
             {"recall": float(level), "precision": float(value)}

@@ -19,7 +19,13 @@ from ausil_lib.retrieval.evaluation import (
     evaluate,
     evaluate_files,
     interpolated_pr,
+    micro_average_precision,
+    query_ap_path,
     rank_videos,
+    read_query_ap,
+    restrict_relevant,
+    speed_factor_results,
+    write_unavailable_metrics,
 )
 
 # Shared small case. Dataset: q, a, b, c, d, e, f (7 ids). "zz" is not in the dataset.
@@ -220,7 +226,7 @@ def test_result_is_frozen_and_json_ready() -> None:
     assert summary["warnings"] == []
 
 
-def test_evaluate_files_writes_metrics_and_pr(tmp_path: Path) -> None:
+def test_evaluate_files_writes_summary_metrics_per_query_file_and_pr(tmp_path: Path) -> None:
     annotations, results, dataset = _two_query_case()
     annotations["missing"] = {"DA": ["a"]}
     write_annotations(tmp_path / "annotation.json", annotations)
@@ -240,17 +246,96 @@ def test_evaluate_files_writes_metrics_and_pr(tmp_path: Path) -> None:
 
     assert result.map == pytest.approx(19 / 36)
     metrics = json.loads(metrics_path.read_text())
+    # summaries only: every value DVC would show is a number (lists are not shown)
+    assert set(metrics) == {"mAP", "n_queries", "recall@1", "recall@10", "uAP", "relevant_labels", "ignore_labels"}
     assert metrics["mAP"] == pytest.approx(19 / 36)
     assert metrics["n_queries"] == 2
+    assert metrics["recall@1"] == pytest.approx(0.5) and metrics["recall@10"] == pytest.approx(1.0)
+    assert metrics["uAP"] == pytest.approx(0.4)
     assert metrics["relevant_labels"] == ["DA"]
-    assert metrics["ap"] == pytest.approx({"q": 5 / 9, "e": 1 / 2})
-    assert len(metrics["warnings"]) == 1 and "'missing'" in metrics["warnings"][0]
+    per_query_path = query_ap_path(tmp_path / "results.json")
+    assert per_query_path == tmp_path / "results.ap.json"
+    assert read_query_ap(per_query_path) == pytest.approx({"q": 5 / 9, "e": 1 / 2})
+    per_query = json.loads(per_query_path.read_text())
+    assert per_query["queries"]["e"] == {"ap": pytest.approx(0.5), "hit@1": False, "hit@10": True}
+    assert per_query["speed_factors"] == {}
+    assert len(per_query["warnings"]) == 1 and "'missing'" in per_query["warnings"][0]
     rows = json.loads(pr_path.read_text())
     assert len(rows) == 21
     assert all(set(row) == {"recall", "precision"} for row in rows)
     np.testing.assert_allclose([row["recall"] for row in rows], RECALL_LEVELS)
     np.testing.assert_allclose([row["precision"] for row in rows], result.pr_curve)
     assert sorted(p.name for p in metrics_path.parent.iterdir()) == ["metrics.json", "pr.json"]
+
+
+def test_recall_at_k_is_a_hit_rate_and_micro_ap_pools_the_queries() -> None:
+    annotations, results, dataset = _two_query_case()
+    result = evaluate(annotations, results, ["DA"], dataset)
+    # q ranks a(R) first; e ranks q(N) first and f(R) second
+    assert result.hits == {"q": {1: True, 10: True}, "e": {1: False, 10: True}}
+    assert result.recall_at(1) == pytest.approx(0.5)
+    assert result.recall_at(10) == pytest.approx(1.0)
+    # pooled, ties by query id: (e,q .9 N) (q,a .9 R) (q,b .8 N) (q,c .7 R) (e,f .3 R); 4 relevant (d unretrieved)
+    # -> (1/2 + 2/4 + 3/5) / 4 = 0.4, below mAP 19/36: e's positive scores lower than q's negatives
+    assert result.micro_ap == pytest.approx(0.4)
+
+
+def test_micro_ap_hand_computed_and_refuses_no_relevant() -> None:
+    pairs = [(0.5, "q1", "x", True), (0.9, "q2", "y", False), (0.7, "q1", "z", True)]
+    # ranking y(N) z(R) x(R); 3 relevant in all (one never retrieved): (1/2 + 2/3) / 3
+    assert micro_average_precision(pairs, 3) == pytest.approx((1 / 2 + 2 / 3) / 3)
+    with pytest.raises(ValueError):
+        micro_average_precision(pairs, 0)
+
+
+def test_restrict_relevant_moves_other_positives_to_junk() -> None:
+    annotations = {"q": {"DA": ["a", "b", "c"], "JUNK": ["j"]}}
+    restricted = restrict_relevant(annotations, lambda q, v: v == "b", ["DA"])
+    assert restricted == {"q": {"DA": ["b"], "JUNK": ["j", "a", "c"]}}
+    assert annotations == {"q": {"DA": ["a", "b", "c"], "JUNK": ["j"]}}  # input untouched
+    # ranking a .9, x .8, b .7: b alone relevant, a and c out of the ranking -> x, b -> AP 1/2
+    results = {"q": {"a": 0.9, "x": 0.8, "b": 0.7}}
+    result = evaluate(restricted, results, ["DA"], ["q", "a", "b", "c", "x", "j"], ignore_labels=["JUNK"])
+    assert result.map == pytest.approx(0.5)
+
+
+def test_speed_factor_results_one_copy_per_query() -> None:
+    annotations = {
+        "q1": {"DA": ["q1_x0.5", "q1_x2"], "JUNK": []},
+        "q2": {"DA": ["q2_x0.5", "q2_x2"], "JUNK": []},
+    }
+    dataset = ["q1", "q2", "q1_x0.5", "q1_x2", "q2_x0.5", "q2_x2", "n"]
+    results = {
+        "q1": {"q1_x0.5": 0.9, "n": 0.8, "q1_x2": 0.7, "q2_x2": 0.1},
+        "q2": {"n": 0.9, "q2_x2": 0.8, "q2_x0.5": 0.7},
+    }
+    factors = speed_factor_results(annotations, results, ["DA"], dataset, ["JUNK"])
+    assert sorted(factors) == [0.5, 2.0]
+    # x0.5: q1 rank 1 (q1_x2 out of the ranking), q2 rank 2 (q2_x2 out) -> (1 + 1/2) / 2
+    assert factors[0.5].map == pytest.approx(0.75) and factors[0.5].n_queries == 2
+    # x2: q1: q1_x0.5 out -> n, q1_x2: rank 2 ; q2: n, q2_x2: rank 2 -> 1/2
+    assert factors[2.0].map == pytest.approx(0.5)
+    assert speed_factor_results({"q": {"DA": ["a"]}}, {"q": {"a": 1.0}}, ["DA"], ["q", "a"]) == {}
+
+
+def test_speed_set_metrics_hold_one_map_per_factor(tmp_path: Path) -> None:
+    write_annotations(tmp_path / "annotation.json", {"q1": {"DA": ["q1_x0.5", "q1_x2"]}})
+    write_results(tmp_path / "r.json", {"q1": {"q1_x2": 0.9, "q1_x0.5": 0.5, "n": 0.7}})
+    write_ids(tmp_path / "ids.txt", ["q1", "q1_x0.5", "q1_x2", "n"])
+    evaluate_files(tmp_path / "r.json", tmp_path / "annotation.json", tmp_path / "ids.txt", ["DA"], tmp_path / "m.json")
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["mAP_x2"] == pytest.approx(1.0) and metrics["mAP_x0.5"] == pytest.approx(0.5)
+    per_query = json.loads((tmp_path / "r.ap.json").read_text())
+    assert per_query["speed_factors"]["0.5"]["queries"]["q1"]["ap"] == pytest.approx(0.5)
+    assert per_query["speed_factors"]["0.5"]["n_queries"] == 1
+
+
+def test_unavailable_run_has_an_empty_per_query_file(tmp_path: Path) -> None:
+    write_unavailable_metrics(tmp_path / "m.json", tmp_path / "pr.json", "absent", ["DA"], ap_path=tmp_path / "a.json")
+    assert read_query_ap(tmp_path / "a.json") == {}
+    assert json.loads((tmp_path / "a.json").read_text())["note"] == "absent"
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["mAP"] is None and metrics["n_queries"] == 0 and "note" not in metrics  # no string column in DVC
 
 
 def test_evaluate_files_without_output_paths_writes_nothing(tmp_path: Path) -> None:
