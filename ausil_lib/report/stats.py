@@ -9,7 +9,6 @@ Per-query AP is read by :func:`load_ap` only, so moving it to another file chang
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ausil_lib.core.formats import PathLike
+from ausil_lib.retrieval.evaluation import query_ap_path, read_query_ap
 
 __all__ = ["LEVEL", "N_RESAMPLES", "SEED", "Interval", "bootstrap_map", "load_ap", "map_interval", "paired_difference"]
 
@@ -51,13 +51,13 @@ _EMPTY = Interval(math.nan, math.nan, math.nan, 0)
 
 
 def load_ap(root: PathLike, run: str, set_name: str) -> dict[str, float] | None:
-    """Per-query AP of a run on a set (``metrics/<run>/<set>.json``, key ``ap``); None when the run was
-    not made or recorded no AP (e.g. the released model, not fetched)."""
-    path = Path(root, "metrics", run, f"{set_name}.json")
+    """Per-query AP of a run on a set (``results/<run>/<set>.ap.json``, written beside the results by
+    the evaluation); None when the run was not made or recorded no AP (e.g. the released model, not
+    fetched)."""
+    path = query_ap_path(Path(root, "results", run, f"{set_name}.json"))
     if not path.is_file():
         return None
-    ap = json.loads(path.read_text(encoding="utf-8")).get("ap")
-    return {str(q): float(v) for q, v in ap.items()} if ap else None
+    return read_query_ap(path) or None
 
 
 def _bootstrap_mean(values: np.ndarray, seed: int, n_resamples: int) -> Interval:

@@ -227,18 +227,28 @@ def run_column(set_name: str, prefix: str = "this run") -> str:
 # --------------------------------------------------------------------------- metrics tables
 
 
+SUMMARY_METRICS = {"recall@1": "R@1", "recall@10": "R@10", "uAP": "µAP"}  # beside mAP; see retrieval.evaluation
+
+
+def _number(record: Mapping[str, Any] | None, key: str) -> float:
+    value = record.get(key) if record else None
+    return NAN if value is None else float(value)
+
+
 def load_metrics(root: PathLike, collection: str = "") -> pd.DataFrame:
-    """mAP and query count for every discovered run x set (NaN / <NA> where one is missing)."""
+    """mAP, recall@1/@10, µAP and query count for every discovered run x set (NaN / <NA> where one is
+    missing); ``note`` says why a run recorded as not available has no numbers."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for path in Path(root, "metrics", collection).glob("*/*.json"):
         found[(path.parent.name, path.stem)] = _read_json(path)
     runs = [r for r in discover_runs(root, collection) if any(key[0] == r for key in found)]
     index = pd.MultiIndex.from_product([runs, _ordered_sets(s for _, s in found)], names=["run", "set"])
+    results = Path(root, "results", collection)
     return pd.DataFrame(
         {
-            "mAP": [float(found[k]["mAP"]) if k in found and found[k].get("mAP") is not None else NAN for k in index],
+            **{key: [_number(found.get(k), key) for k in index] for key in ("mAP", *SUMMARY_METRICS)},
             "n_queries": pd.array([found[k]["n_queries"] if k in found else None for k in index], dtype="Int64"),
-            "note": [str(found[k].get("note", "")) if k in found else "" for k in index],
+            "note": [read_unavailable(results / run / f"{s}.json") or "" for run, s in index],
         },
         index=index,
     )
@@ -309,8 +319,12 @@ def budget_markdown(root: PathLike) -> str:
     return budget_table(Path(root))
 
 
+def _metric(metrics: pd.DataFrame, run: str, set_name: str, key: str) -> float:
+    return float(metrics[key].get((run, set_name), NAN))
+
+
 def _map(metrics: pd.DataFrame, run: str, set_name: str) -> float:
-    return float(metrics["mAP"].get((run, set_name), NAN))
+    return _metric(metrics, run, set_name, "mAP")
 
 
 def ci_column(set_name: str) -> str:
@@ -336,6 +350,7 @@ def main_table(root: PathLike) -> pd.DataFrame:
                 for key, value in (
                     (run_column(s), _map(metrics, run, s)),
                     (ci_column(s), _ci_text(map_interval(root, run, s))),
+                    *((f"this run, {s} {n}", _metric(metrics, run, s, k)) for k, n in SUMMARY_METRICS.items()),
                 )
             },
             "queries": metrics["n_queries"].get((run, "test"), pd.NA),

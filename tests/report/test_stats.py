@@ -47,11 +47,12 @@ def test_missing_input_gives_nan() -> None:
 
 
 def test_load_ap(tmp_path: Path) -> None:
-    path = tmp_path / "metrics" / "run" / "test.json"
+    path = tmp_path / "results" / "run" / "test.ap.json"
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"mAP": 0.75, "ap": {"q0": 1.0, "q1": 0.5}}), encoding="utf-8")
+    queries = {"q0": {"ap": 1.0, "hit@1": True, "hit@10": True}, "q1": {"ap": 0.5, "hit@1": False, "hit@10": True}}
+    path.write_text(json.dumps({"queries": queries}), encoding="utf-8")
     assert stats.load_ap(tmp_path, "run", "test") == {"q0": 1.0, "q1": 0.5}
     assert stats.map_interval(tmp_path, "run", "test").estimate == pytest.approx(0.75)
     assert stats.load_ap(tmp_path, "run", "test_speed") is None
-    path.write_text(json.dumps({"mAP": None, "ap": {}}), encoding="utf-8")
+    path.write_text(json.dumps({"queries": {}, "note": "not fetched"}), encoding="utf-8")
     assert stats.load_ap(tmp_path, "run", "test") is None

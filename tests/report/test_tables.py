@@ -266,7 +266,7 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     out = tmp_path / "rendered"
     written = report.run_notebooks(fake_root, out)
     names = sorted(p.name for p in written)
-    stems = ["ablations", "index", "main_comparison", "real_datasets", "speed_transformations", "timings"]
+    stems = ["ablations", "breakdowns", "index", "main_comparison", "real_datasets", "speed_transformations", "timings"]
     assert names == sorted([f"{s}.ipynb" for s in stems] + [f"{s}.html" for s in stems])
     assert all(p.is_file() for p in written)
     main = nbformat.read(out / "main_comparison.ipynb", as_version=4)
@@ -339,9 +339,10 @@ def test_backbone_probe_table(tmp_path: Path) -> None:
 
 
 def _write_ap(root: Path, run: str, set_name: str, ap: dict[str, float]) -> None:
+    summary = {"mAP": sum(ap.values()) / len(ap), "n_queries": len(ap)}
+    atomic_write_json(root / "metrics" / run / f"{set_name}.json", summary)
     atomic_write_json(
-        root / "metrics" / run / f"{set_name}.json",
-        {"mAP": sum(ap.values()) / len(ap), "n_queries": len(ap), "ap": ap},
+        root / "results" / run / f"{set_name}.ap.json", {"queries": {q: {"ap": a} for q, a in ap.items()}}
     )
 
 
