@@ -35,9 +35,9 @@ from ausil_lib.core.formats import (
     read_results,
     read_unavailable,
 )
-from ausil_lib.core.labels import DA, JUNK, RELEASED_LABEL, RELEASED_RUN, speed_copy_id, speed_copy_of
+from ausil_lib.core.labels import DA, JUNK, RELEASED_LABEL, RELEASED_RUN, speed_copy_of
 from ausil_lib.report.stats import LEVEL, Interval, load_ap, map_interval, paired_difference
-from ausil_lib.retrieval.evaluation import evaluate
+from ausil_lib.retrieval.evaluation import speed_factor_results
 
 __all__ = [
     "MAIN_ROWS",
@@ -57,7 +57,6 @@ __all__ = [
     "cross_corpus_table",
     "real_dataset_table",
     "discover_runs",
-    "factor_annotations",
     "formatted",
     "gamma_table",
     "load_metrics",
@@ -549,23 +548,6 @@ def speed_factors(root: PathLike) -> list[float]:
     return sorted({copy[1] for copy in copies if copy and copy[0] in queries})
 
 
-def factor_annotations(
-    annotations: Mapping[str, Mapping[str, Sequence[str]]], factor: float
-) -> dict[str, dict[str, list[str]]]:
-    """Annotations where each query's copy at ``factor`` is its only positive; its other positives
-    (the copies at other factors) move to JUNK, so they neither help nor hurt that factor's AP."""
-    out = {}
-    for query, labels in annotations.items():
-        target = speed_copy_id(query, factor)
-        positives = list(labels.get(DA, []))
-        out[query] = {
-            **{k: list(v) for k, v in labels.items()},
-            DA: [v for v in positives if v == target],
-            JUNK: [*labels.get(JUNK, []), *(v for v in positives if v != target)],
-        }
-    return out
-
-
 def per_factor_map(root: PathLike, run: str, factors: Sequence[float] | None = None) -> pd.DataFrame:
     """mAP of one run on the speed set counting one speed factor at a time (NaN where not run)."""
     factors = speed_factors(root) if factors is None else list(factors)
@@ -575,11 +557,9 @@ def per_factor_map(root: PathLike, run: str, factors: Sequence[float] | None = N
     made = results_path.is_file() and read_unavailable(results_path) is None
     if annotation.is_file() and ids.is_file() and made:
         annotations, dataset, results = read_annotations(annotation), read_ids(ids), read_results(results_path)
-        for factor in factors:
-            if not any(speed_copy_id(q, factor) in dataset for q in annotations):
-                continue  # no copy at this factor: nothing to evaluate
-            result = evaluate(factor_annotations(annotations, factor), results, [DA], dataset, ignore_labels=[JUNK])
-            rows[factor] = {"mAP": result.map, "n_queries": result.n_queries}
+        for factor, result in speed_factor_results(annotations, results, [DA], dataset, [JUNK]).items():
+            if factor in rows:
+                rows[factor] = {"mAP": result.map, "n_queries": result.n_queries}
     frame = _frame(rows, "speed factor").reindex(columns=["mAP", "n_queries"])
     frame["mAP"] = frame["mAP"].astype(float)
     frame["n_queries"] = frame["n_queries"].astype("Int64")
