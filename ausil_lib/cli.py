@@ -392,7 +392,7 @@ def cmd_locate_evaluate(args: argparse.Namespace) -> int:
     metrics = localisation_metrics(detected, truth)
     atomic_write_json(args.metrics, metrics)
     if args.example:
-        from .localisation.locate import add_truth_to_example
+        from .localisation.truth import add_truth_to_example
 
         add_truth_to_example(args.example, truth)
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))

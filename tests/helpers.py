@@ -78,7 +78,8 @@ def textures(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
         kind = int(rng.integers(5))
         if kind == 0:
             lo = rng.uniform(100, 4000)
-            x = sosfilt(butter(4, [lo, lo * rng.uniform(1.5, 4)], "bandpass", fs=sr, output="sos"), rng.standard_normal(t.size))
+            band = butter(4, [lo, lo * rng.uniform(1.5, 4)], "bandpass", fs=sr, output="sos")
+            x = sosfilt(band, rng.standard_normal(t.size))
         elif kind == 1:
             f0 = rng.uniform(100, 800)
             x = sum(np.sin(2 * np.pi * f0 * k * t) * rng.uniform(0.2, 1) / k for k in range(1, 8))

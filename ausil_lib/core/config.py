@@ -814,7 +814,9 @@ class LocalisationConfig:
         if self.time_step_ms <= 0 or self.speed_steps < 2 or self.max_segments < 1 or self.top_k < 1:
             raise ValueError("localisation: time_step_ms, speed_steps, max_segments and top_k must be positive")
         if not 0 < self.speed_min < 1 < self.speed_max:
-            raise ValueError(f"localisation: need 0 < speed_min < 1 < speed_max, got {self.speed_min}, {self.speed_max}")
+            raise ValueError(
+                f"localisation: need 0 < speed_min < 1 < speed_max, not {self.speed_min}, {self.speed_max}"
+            )
 
 
 @dataclass(frozen=True)

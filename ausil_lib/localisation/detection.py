@@ -10,8 +10,9 @@ a band from about (a, c) to (b, d) with slope dj/di = 1 / speed. Steps, repeated
      stay above half of it: a segment half inside the copy is where the half-height crossing lies, so
      the run's ends plus half a window are the copy's ends (a run reaching the map's edge reaches the
      clip's edge); the slope and offset are then refined on the run's own cells and the run walked again;
-  3. the band is kept when its mean z times sqrt(its length in windows) reaches `threshold_z` (cells a
-     window apart are about independent) and it is not a band already kept.
+  3. a band counts when its mean z times sqrt(its length in windows) reaches `threshold_z` (cells a
+     window apart are about independent); bands are taken strongest first, each unless it shares time
+     on both axes with one taken before (then it is the same copy again).
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..core.config import LocalisationConfig
 from .segments import Segment
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 MIN_SCALE = 1e-6  # a constant map has no band
-GAP_S = 1.0
-CANDIDATES_PER_SEGMENT = 4  # lines tried per segment kept
-VOTE_Z = 1.0
+GAP_S = 1.0  # a run along the line may dip below half height this long (a quiet note) and go on
+CANDIDATES_PER_SEGMENT = 4  # lines tried per segment asked for (max_segments)
+VOTE_Z = 1.0  # cells this far above the typical cell vote for lines, by how much more
 REFINE_SPAN = 0.25  # log-slope range searched around the Hough line (about +-28 %)
-REFINE_STEPS = 41  # cells this far above the typical cell vote for lines, by how much more  # a run along the line may dip below half height this long (a quiet note) and go on
+REFINE_STEPS = 41
 
 
 @dataclass(frozen=True)
@@ -124,11 +124,23 @@ def _run(values: np.ndarray, seed: int, level: float, gap: int) -> tuple[float, 
     return walk(-1), walk(1)
 
 
-def _span(first: float, last: float, n: int, geo: MapGeometry, duration: float) -> tuple[float, float]:
-    """Rows first..last -> seconds: half a window past each row start, the clip's edge at the map's edge."""
-    start = 0.0 if first <= 0 else first * geo.step_s + geo.window_s / 2
-    end = duration if last >= n - 1 else last * geo.step_s + geo.window_s / 2
-    return max(0.0, start), min(duration, end)
+def _ends(
+    first: float, last: float, slope: float, intercept: float, shape: tuple[int, int], geo: MapGeometry
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Rows first..last of the line -> (query span, video span) in seconds: half a window past each row
+    start. A run that reaches the map's edge on one side reaches that clip's edge, and the other side is
+    carried along the line by as much (the map cannot see past a clip's first or last window)."""
+    speed = 1.0 / slope
+    half = geo.window_s / 2
+    q0, q1 = first * geo.step_s + half, last * geo.step_s + half
+    v0, v1 = (intercept + slope * first) * geo.step_s + half, (intercept + slope * last) * geo.step_s + half
+    if first <= 0 or intercept + slope * first <= 0:
+        d = q0 if first <= 0 else v0 * speed  # query seconds from the run's start back to the edge hit
+        q0, v0 = q0 - d, v0 - d / speed
+    if last >= shape[0] - 1 or intercept + slope * last >= shape[1] - 1:
+        d = geo.query_s - q1 if last >= shape[0] - 1 else (geo.video_s - v1) * speed
+        q1, v1 = q1 + d, v1 + d / speed
+    return (max(0.0, q0), min(geo.query_s, q1)), (max(0.0, v0), min(geo.video_s, v1))
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -156,10 +168,10 @@ def detect_segments(sim: np.ndarray, geo: MapGeometry, cfg: LocalisationConfig) 
     slopes = np.exp(np.linspace(-np.log(cfg.speed_min), -np.log(cfg.speed_max), cfg.speed_steps))
     gap = int(round(GAP_S / geo.step_s))
     per_window = geo.window_s / geo.step_s  # cells per independent (non-overlapping) segment
-    kept: list[tuple[float, Segment]] = []
+    found: list[tuple[float, Segment]] = []
     for _ in range(CANDIDATES_PER_SEGMENT * cfg.max_segments):
         ii, jj = np.nonzero(votes > 0)
-        if ii.size < 2 or len(kept) == cfg.max_segments:
+        if ii.size < 2:
             break
         slope, intercept, _ = hough_line(ii.astype(float), jj.astype(float), votes[ii, jj], slopes)
         # the cells that voted for this line vote no more, whatever comes of it
@@ -179,15 +191,18 @@ def detect_segments(sim: np.ndarray, geo: MapGeometry, cfg: LocalisationConfig) 
         run = np.arange(int(np.ceil(first)), int(np.floor(last)) + 1)
         j = intercept + slope * run
         significance = float(np.nanmean(_along(z, slope, intercept)[run])) * np.sqrt(max(run.size / per_window, 1.0))
-        q = _span(first, last, sim.shape[0], geo, geo.query_s)
-        v = _span(intercept + slope * first, intercept + slope * last, sim.shape[1], geo, geo.video_s)
+        q, v = _ends(first, last, slope, intercept, sim.shape, geo)
         if significance < cfg.threshold_z or q[1] - q[0] < cfg.min_duration_s or v[1] <= v[0]:
             continue
         cols = np.clip(np.round(j).astype(int), 0, sim.shape[1] - 1)
         seg = Segment(q[0], q[1], v[0], v[1], score=float(sim[run, cols].mean()), speed=1.0 / slope)
+        found.append((significance, seg))
+    kept: list[Segment] = []
+    for _, seg in sorted(found, key=lambda x: -x[0]):
+        # a band overlapping a stronger one on both axes is the same copy seen again (a wide band holds
+        # several lines); two separate copies never share time on both sides
         if not any(
-            _overlap(seg.query_span, s.query_span) > 0.5 and _overlap(seg.video_span, s.video_span) > 0.5
-            for _, s in kept
+            min(_overlap(seg.query_span, s.query_span), _overlap(seg.video_span, s.video_span)) > 0 for s in kept
         ):
-            kept.append((significance, seg))  # else: the same band again, found from another of its cells
-    return [seg for _, seg in sorted(kept, key=lambda x: -x[0])]
+            kept.append(seg)
+    return kept[: cfg.max_segments]

@@ -9,7 +9,6 @@ segments coarse, and localisation needs the segment step.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -140,11 +139,3 @@ def write_example(
             "true": [],
         },
     )
-
-
-def add_truth_to_example(path: str | os.PathLike[str], truth: Located) -> None:
-    """Fill in the true segments of the example map's pair (`ausil locate-evaluate`)."""
-    example = json.loads(Path(path).read_text(encoding="utf-8"))
-    if example:
-        example["true"] = [s.to_dict() for s in truth.get(example["query"], {}).get(example["video"], [])]
-        atomic_write_json(path, example)

@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any, Iterable, Mapping
 
+from ..core.formats import atomic_write_json
 from ..core.labels import DA
 from .segments import Located, Segment
 
@@ -33,9 +34,7 @@ def clip_truth(query: Mapping[str, Any], clip: Mapping[str, Any]) -> list[Segmen
     return out
 
 
-def corpus_truth(
-    log_path: str | os.PathLike[str], annotations: Mapping[str, Mapping[str, Iterable[str]]]
-) -> Located:
+def corpus_truth(log_path: str | os.PathLike[str], annotations: Mapping[str, Mapping[str, Iterable[str]]]) -> Located:
     """{query: {video: true segments}} for every DA pair of a benchmark's annotation."""
     log = json.loads(open(log_path, encoding="utf-8").read())
     clips = {c["clip_id"]: c for c in log["clips"]}
@@ -44,3 +43,11 @@ def corpus_truth(
         for q, labels in annotations.items()
         if q in clips
     }
+
+
+def add_truth_to_example(path: str | os.PathLike[str], truth: Located) -> None:
+    """Fill in the true segments of the example map's pair (`ausil locate --example`) for the figure."""
+    example = json.loads(open(path, encoding="utf-8").read())
+    if example:
+        example["true"] = [s.to_dict() for s in truth.get(example["query"], {}).get(example["video"], [])]
+        atomic_write_json(path, example)

@@ -1,6 +1,7 @@
 """The issue's done-when, end to end through `ausil locate` with an untrained, seeded backbone: an 8 s
 piece of a query embedded at 10 s of a 30 s clip, and the same piece sped up x1.5 in another clip, are
-located within 1.5 s at each end, with the speed within 10 %."""
+located within 1.5 s at each end, with the speed within 10 %; and two separate pieces of the query in
+one clip are both found. About 15 s of extraction on an idle machine, minutes on a loaded one: slow."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ PIECE = (5.0, 13.0)  # of the 20 s query
 AT = 10.0  # where the piece starts in each 30 s clip
 TOLERANCE_S = 1.5
 SPEED_TOLERANCE = 0.10
+TWICE = ((2.0, 8.0, 3.0), (13.0, 19.0, 14.0))  # query start, end; where it starts in the clip
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -41,9 +45,10 @@ def test_locate_finds_the_piece_and_its_speed_copy(tmp_path: Path, params_file: 
     plain = np.concatenate([chords(AT, seed=2), piece, chords(30.0 - AT - piece.size / SR, seed=3)])
     sped = np.concatenate([chords(AT, seed=4), fast, chords(30.0 - AT - fast.size / SR, seed=5)])
     write_video_list(tmp_path / "q.txt", {"q": str(make_media("q.wav", query))})
-    write_video_list(
-        tmp_path / "db.txt", {"plain": str(make_media("plain.wav", plain)), "sped": str(make_media("sped.wav", sped))}
-    )
+    cut = [query[int(a * SR) : int(b * SR)] for a, b, _ in TWICE]
+    twice = np.concatenate([chords(3.0, seed=6), cut[0], chords(3.0, seed=7), cut[1], chords(3.0, seed=8)])
+    media = {"plain": plain, "sped": sped, "twice": twice}
+    write_video_list(tmp_path / "db.txt", {k: str(make_media(f"{k}.wav", v)) for k, v in media.items()})
     out = tmp_path / "segments.json"
     argv = ["--params", str(params_file), "locate", "--queries", str(tmp_path / "q.txt")]
     argv += ["--database", str(tmp_path / "db.txt"), "--output", str(out), "--features-dir", str(tmp_path / "f")]
@@ -57,3 +62,13 @@ def test_locate_finds_the_piece_and_its_speed_copy(tmp_path: Path, params_file: 
         assert abs(best.query_start - PIECE[0]) <= TOLERANCE_S and abs(best.query_end - PIECE[1]) <= TOLERANCE_S
         assert abs(best.video_start - AT) <= TOLERANCE_S and abs(best.video_end - video_end) <= TOLERANCE_S
         assert abs(best.speed / speed - 1.0) <= SPEED_TOLERANCE
+    # two separate pieces in one clip: each has a detection within the tolerance, at speed 1
+    for a, b, at in TWICE:
+        near = [
+            s
+            for s in located["twice"]
+            if max(abs(s.query_start - a), abs(s.query_end - b), abs(s.video_start - at), abs(s.video_end - at - b + a))
+            <= TOLERANCE_S
+        ]
+        print(f"twice, query {a}-{b} s at {at} s: {near}")
+        assert near and abs(near[0].speed - 1.0) <= SPEED_TOLERANCE
