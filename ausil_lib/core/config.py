@@ -802,7 +802,7 @@ class LocalisationConfig:
     (non-overlapping) windows reaches `threshold_z` (docs/localisation.md)."""
 
     time_step_ms: int = 250
-    threshold_z: float = 8.0
+    threshold_z: float = 6.0
     min_duration_s: float = 2.0
     speed_min: float = 0.5
     speed_max: float = 2.0
