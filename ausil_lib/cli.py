@@ -355,18 +355,22 @@ def cmd_locate(args: argparse.Namespace) -> int:
     queries, database = read_video_list(args.queries), read_video_list(args.database)
     ranking = read_results(args.ranking) if args.ranking else None
     pairs = top_k_pairs(ranking, queries, database, args.top_k or cfg.top_k)
-    # whitening without attention: attention only rescales a segment, which the map's cosine undoes
-    model = load_model(args.model, variant="mac_w")[0] if args.model else AuSiL(variant="mac_w")
-    extractor = Extractor.from_params(params, cfg.time_step_ms)
-    locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
-    print(
-        f"ausil locate: {sum(map(len, pairs.values()))} pairs; backbone: {extractor.backbone.label}; "
-        f"model: {args.model or 'none (MAC descriptors, no whitening)'}; step {locator.step_s:.3f} s",
-        file=sys.stderr,
-    )
-    located = locate_pairs(locator, queries, database, pairs, progress=not args.no_progress)
+    if args.method == "ausil":
+        # whitening without attention: attention only rescales a segment, which the map's cosine undoes
+        model = load_model(args.model, variant="mac_w")[0] if args.model else AuSiL(variant="mac_w")
+        extractor = Extractor.from_params(params, cfg.time_step_ms)
+        locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
+        what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
+    else:
+        from .baselines.spectro import SpectroMethod
+        from .localisation.spectro import SpectroLocator
+
+        locator = SpectroLocator(SpectroMethod(args.method.split("-", 1)[1], params.spectro, args.features_dir), cfg)
+        what = "best offset of the vote histogram"
+    print(f"ausil locate: {args.method}, {sum(map(len, pairs.values()))} pairs; {what}", file=sys.stderr)
+    located = locate_pairs(locator.segments, queries, database, pairs, progress=not args.no_progress)
     write_segments(args.output, located)
-    if args.example:
+    if args.example and args.method == "ausil":
         from .localisation.locate import write_example
 
         write_example(args.example, locator, located, queries, database)
@@ -737,16 +741,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
     p.add_argument("--database", required=True, help="database video list ('id path' per line)")
     p.add_argument("--output", required=True, help="segments JSON to write")
-    p.add_argument("--method", default="ausil", choices=["ausil"], help="localisation method (default: %(default)s)")
+    p.add_argument(
+        "--method",
+        default="ausil",
+        choices=["ausil", "spectro-slides", "spectro-tiles"],
+        help="localisation method (default: %(default)s); Dejavu's is not implemented",
+    )
     p.add_argument("--top-k", type=int, default=None, help="videos per query (default: localisation.top_k)")
     p.add_argument("--ranking", default=None, help="results JSON {query: {video: similarity}} that picks the top K")
     p.add_argument("--model", default=None, help="AuSiL model file (its PCA whitening); none: plain MAC descriptors")
     p.add_argument(
         "--features-dir",
         default="features/localisation",
-        help="descriptors at the localisation step; missing ones are extracted here (default: %(default)s)",
+        help="ausil: descriptors at the localisation step; spectro: fingerprints; missing ones are made here "
+        "(default: %(default)s)",
     )
-    p.add_argument("--example", default=None, help="also write the best-scoring pair's similarity map (JSON)")
+    p.add_argument("--example", default=None, help="ausil: also write the best-scoring pair's similarity map (JSON)")
     p.add_argument(
         "--backbone",
         default=None,

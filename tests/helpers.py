@@ -77,8 +77,8 @@ def textures(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
         t = np.arange(min(int(rng.uniform(0.3, 1.2) * sr), out.size - pos)) / sr
         kind = int(rng.integers(5))
         if kind == 0:
-            lo = rng.uniform(100, 4000)
-            band = butter(4, [lo, lo * rng.uniform(1.5, 4)], "bandpass", fs=sr, output="sos")
+            lo = min(rng.uniform(100, 4000), 0.3 * sr)
+            band = butter(4, [lo, min(lo * rng.uniform(1.5, 4), 0.45 * sr)], "bandpass", fs=sr, output="sos")
             x = sosfilt(band, rng.standard_normal(t.size))
         elif kind == 1:
             f0 = rng.uniform(100, 800)

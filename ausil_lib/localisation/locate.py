@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -78,6 +78,9 @@ class AusilLocator:
         geo = MapGeometry(self.step_s, self.window_s, q_s, v_s)
         return detect_segments(sim, geo, self.cfg), sim, geo
 
+    def segments(self, qid: str, qpath: str, vid: str, vpath: str) -> list[Segment]:
+        return self.locate(qid, qpath, vid, vpath)[0]
+
 
 def top_k_pairs(
     ranking: Mapping[str, Mapping[str, float]] | None, queries: Iterable[str], database: Iterable[str], k: int
@@ -95,16 +98,17 @@ def top_k_pairs(
 
 
 def locate_pairs(
-    locator: AusilLocator,
+    segments: Callable[[str, str, str, str], list[Segment]],
     queries: Mapping[str, str],
     database: Mapping[str, str],
     pairs: Mapping[str, list[str]],
     progress: bool = True,
 ) -> Located:
-    """{query: {video: segments}} for every listed pair (pairs with no match get an empty list)."""
+    """{query: {video: segments}} for every listed pair (pairs with no match get an empty list);
+    `segments(query id, path, video id, path)` is a method's locator."""
     out: Located = {}
     for qid in tqdm(list(pairs), desc="locate", unit="query", disable=not progress, file=sys.stderr):
-        out[qid] = {vid: locator.locate(qid, queries[qid], vid, database[vid])[0] for vid in pairs[qid]}
+        out[qid] = {vid: segments(qid, queries[qid], vid, database[vid]) for vid in pairs[qid]}
     return out
 
 
