@@ -345,6 +345,67 @@ def _released_unavailable(params: Params) -> bool:
     return not all(Path(pin.dest).is_file() for pin in params.release.files().values())
 
 
+def cmd_locate(args: argparse.Namespace) -> int:
+    from .core.config import resolve_device
+    from .core.formats import read_results, read_video_list
+    from .features.extraction import Extractor
+    from .localisation.locate import AusilLocator, locate_pairs, top_k_pairs
+    from .localisation.segments import write_segments
+    from .models.ausil import AuSiL, load_model
+
+    params = _params(args)
+    cfg = params.localisation
+    queries, database = read_video_list(args.queries), read_video_list(args.database)
+    ranking = read_results(args.ranking) if args.ranking else None
+    pairs = top_k_pairs(ranking, queries, database, args.top_k or cfg.top_k)
+    if args.method == "ausil":
+        # whitening without attention: attention only rescales a segment, which the map's cosine undoes
+        model = load_model(args.model, variant="mac_w")[0] if args.model else AuSiL(variant="mac_w")
+        extractor = Extractor.from_params(params, cfg.time_step_ms)
+        locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
+        what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
+    else:
+        from .baselines.spectro import SpectroMethod
+        from .localisation.spectro import SpectroLocator
+
+        locator = SpectroLocator(SpectroMethod(args.method.split("-", 1)[1], params.spectro, args.features_dir), cfg)
+        what = "best offset of the vote histogram"
+    print(f"ausil locate: {args.method}, {sum(map(len, pairs.values()))} pairs; {what}", file=sys.stderr)
+    located = locate_pairs(locator.segments, queries, database, pairs, progress=not args.no_progress)
+    write_segments(args.output, located)
+    if args.example and args.method == "ausil":
+        from .localisation.locate import write_example
+
+        write_example(args.example, locator, located, queries, database)
+    for q, videos in located.items():
+        for v, segs in videos.items():
+            for s in segs:
+                print(
+                    f"{q}\t{v}\tquery {s.query_start:.2f}-{s.query_end:.2f} s\tvideo {s.video_start:.2f}-"
+                    f"{s.video_end:.2f} s\tspeed {s.speed:.3f}\tscore {s.score:.3f}"
+                )
+    print(f"written: {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_locate_evaluate(args: argparse.Namespace) -> int:
+    from .core.formats import atomic_write_json, read_annotations
+    from .localisation.metrics import localisation_metrics
+    from .localisation.segments import read_segments
+    from .localisation.truth import corpus_truth
+
+    detected = read_segments(args.segments)
+    truth = corpus_truth(args.log, read_annotations(args.annotations))
+    metrics = localisation_metrics(detected, truth)
+    atomic_write_json(args.metrics, metrics)
+    if args.example:
+        from .localisation.truth import add_truth_to_example
+
+        add_truth_to_example(args.example, truth)
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    return 0
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     """The real-dataset stages (see datasets/real/pipeline.py); each prints what it did as JSON."""
     import json
@@ -669,6 +730,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="override backbone.source; main keeps params.yaml's choice (must match the model's features)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add(
+        "locate",
+        cmd_locate,
+        "where the duplicate is: aligned segments of each query in its top-ranked videos",
+        "For each query and each of its top-K videos (from --ranking; every database video without it), "
+        "write the aligned segments as JSON {query: {video: [{query_start, query_end, video_start, video_end, "
+        "score, speed}]}} (seconds; speed = query duration / video duration of the matched part). AuSiL "
+        "finds them as diagonal bands of its segment similarity map at params localisation.time_step_ms "
+        "(docs/localisation.md).",
+    )
+    p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
+    p.add_argument("--database", required=True, help="database video list ('id path' per line)")
+    p.add_argument("--output", required=True, help="segments JSON to write")
+    p.add_argument(
+        "--method",
+        default="ausil",
+        choices=["ausil", "spectro-slides", "spectro-tiles"],
+        help="localisation method (default: %(default)s); Dejavu's is not implemented",
+    )
+    p.add_argument("--top-k", type=int, default=None, help="videos per query (default: localisation.top_k)")
+    p.add_argument("--ranking", default=None, help="results JSON {query: {video: similarity}} that picks the top K")
+    p.add_argument("--model", default=None, help="AuSiL model file (its PCA whitening); none: plain MAC descriptors")
+    p.add_argument(
+        "--features-dir",
+        default="features/localisation",
+        help="ausil: descriptors at the localisation step; spectro: fingerprints; missing ones are made here "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--example", default=None, help="ausil: also write the best-scoring pair's similarity map (JSON)")
+    p.add_argument(
+        "--backbone",
+        default=None,
+        choices=["main", "auto", "audioset", "trained", "random"],
+        help="override backbone.source; main keeps params.yaml's choice",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add(
+        "locate-evaluate",
+        cmd_locate_evaluate,
+        "segment-level localisation scores against the embedded corpus's construction log",
+        "Score a segments JSON against the true segment pairs of every DA pair of an annotation (from the "
+        "construction log): VCDB-style segment precision, recall and F1, mean temporal IoU, mean speed error.",
+    )
+    p.add_argument("--segments", required=True, help="segments JSON (ausil locate)")
+    p.add_argument("--log", default="data/corpus/construction_log.json", help="construction log (default: %(default)s)")
+    p.add_argument("--annotations", required=True, help="annotation JSON of the benchmark")
+    p.add_argument("--metrics", required=True, help="metrics JSON to write")
+    p.add_argument("--example", default=None, help="example map JSON (ausil locate --example): add its true segments")
 
     p = add(
         "dataset",

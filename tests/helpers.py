@@ -63,3 +63,34 @@ def video_without_audio(path: Path) -> Path:
         check=True,
     )
     return path
+
+
+def textures(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
+    """Sounds of 0.3-1.2 s each - band noise, harmonic tone, chirp, click train, near silence - in random
+    order: audio whose 2 s windows differ from one another, as music's do, and keep their kind when sped up."""
+    from scipy.signal import butter, sosfilt
+
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * sr), np.float32)
+    pos = 0
+    while pos < out.size:
+        t = np.arange(min(int(rng.uniform(0.3, 1.2) * sr), out.size - pos)) / sr
+        kind = int(rng.integers(5))
+        if kind == 0:
+            lo = min(rng.uniform(100, 4000), 0.3 * sr)
+            band = butter(4, [lo, min(lo * rng.uniform(1.5, 4), 0.45 * sr)], "bandpass", fs=sr, output="sos")
+            x = sosfilt(band, rng.standard_normal(t.size))
+        elif kind == 1:
+            f0 = rng.uniform(100, 800)
+            x = sum(np.sin(2 * np.pi * f0 * k * t) * rng.uniform(0.2, 1) / k for k in range(1, 8))
+        elif kind == 2:
+            f0, f1 = rng.uniform(200, 4000, 2)
+            x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * max(t[-1], 1e-3))))
+        elif kind == 3:
+            x = np.zeros(t.size)
+            x[:: int(sr / rng.uniform(5, 40))] = 1.0
+        else:
+            x = 0.01 * rng.standard_normal(t.size)
+        out[pos : pos + t.size] = x / (np.abs(x).max() + 1e-9)
+        pos += t.size
+    return (0.5 * out).astype(np.float32)

@@ -794,6 +794,32 @@ class SpectroConfig:
 
 
 @dataclass(frozen=True)
+class LocalisationConfig:
+    """params.yaml `localisation`: where in a video a duplicate is, from AuSiL's segment similarity map.
+
+    The map is cut at a finer step than retrieval's so that a segment end lands within a fraction of a
+    second; a band is kept when its mean robust z-score times the square root of its length in
+    (non-overlapping) windows reaches `threshold_z` (docs/localisation.md)."""
+
+    time_step_ms: int = 250
+    threshold_z: float = 6.0
+    min_duration_s: float = 2.0
+    speed_min: float = 0.5
+    speed_max: float = 2.0
+    speed_steps: int = 61
+    max_segments: int = 5
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.time_step_ms <= 0 or self.speed_steps < 2 or self.max_segments < 1 or self.top_k < 1:
+            raise ValueError("localisation: time_step_ms, speed_steps, max_segments and top_k must be positive")
+        if not 0 < self.speed_min < 1 < self.speed_max:
+            raise ValueError(
+                f"localisation: need 0 < speed_min < 1 < speed_max, not {self.speed_min}, {self.speed_max}"
+            )
+
+
+@dataclass(frozen=True)
 class AblationsConfig:
     """params.yaml `ablations`: the sweeps dvc.yaml runs (empty: not run)."""
 
@@ -982,6 +1008,7 @@ class Params:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     dejavu: DejavuConfig = field(default_factory=DejavuConfig)
     spectro: SpectroConfig = field(default_factory=SpectroConfig)
+    localisation: LocalisationConfig = field(default_factory=LocalisationConfig)
     ablations: AblationsConfig = field(default_factory=AblationsConfig)
     datasets: DatasetsConfig = field(default_factory=DatasetsConfig)
 

@@ -266,7 +266,16 @@ def test_run_notebooks_writes_executed_notebooks_and_html(fake_root: Path, tmp_p
     out = tmp_path / "rendered"
     written = report.run_notebooks(fake_root, out)
     names = sorted(p.name for p in written)
-    stems = ["ablations", "breakdowns", "index", "main_comparison", "real_datasets", "speed_transformations", "timings"]
+    stems = [
+        "ablations",
+        "breakdowns",
+        "index",
+        "localisation",
+        "main_comparison",
+        "real_datasets",
+        "speed_transformations",
+        "timings",
+    ]
     assert names == sorted([f"{s}.ipynb" for s in stems] + [f"{s}.html" for s in stems])
     assert all(p.is_file() for p in written)
     main = nbformat.read(out / "main_comparison.ipynb", as_version=4)
