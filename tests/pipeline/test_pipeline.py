@@ -42,7 +42,7 @@ def tiny_params() -> dict:
 def test_dvc_repro_on_a_tiny_corpus(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    for name in ("dvc.yaml", "README.md", "ausil_lib", "notebooks", ".dvcignore", "reports/ablations"):
+    for name in ("dvc.yaml", "README.md", "ausil_lib", "notebooks", ".dvcignore", "reports/ablations", "reports/gpu"):
         src = ROOT / name
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
