@@ -5,7 +5,8 @@ segment pair of the same query and video (VCDB). Precision: correct detections /
 true pairs hit by at least one detection / true pairs. Temporal IoU of a detection with a true pair is
 the mean of the query-side and the video-side interval IoU; mean IoU is taken over true pairs (the best
 detection's, 0 for a missed pair). Speed error: |detected / true speed - 1| of each hit pair's best
-detection, averaged.
+detection, averaged. The metrics file's keys are short so that `dvc metrics show`, one table over
+every metrics file, stays within 200 columns: P, R, F1, tIoU (mean IoU), dspd (speed error), n (true pairs).
 """
 
 from __future__ import annotations
@@ -62,12 +63,10 @@ def localisation_metrics(
     recall = hit / n_true if n_true else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "precision": precision,
-        "recall": recall,
-        "f1": f1,
-        "mean_iou": sum(ious) / len(ious) if ious else 0.0,
-        "speed_error": sum(speed_errors) / len(speed_errors) if speed_errors else None,
-        "detections": n_det,
-        "true_segments": n_true,
+        "P": precision,
+        "R": recall,
+        "F1": f1,
+        "tIoU": sum(ious) / len(ious) if ious else 0.0,
+        "dspd": sum(speed_errors) / len(speed_errors) if speed_errors else None,
         "n": n_true,
     }

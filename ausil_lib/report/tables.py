@@ -226,7 +226,7 @@ def run_column(set_name: str, prefix: str = "this run") -> str:
 # --------------------------------------------------------------------------- metrics tables
 
 
-SUMMARY_METRICS = {"recall@1": "R@1", "recall@10": "R@10", "uAP": "µAP"}  # beside mAP; see retrieval.evaluation
+SUMMARY_METRICS = {"R@1": "R@1", "R@10": "R@10", "uAP": "µAP"}  # beside mAP; see retrieval.evaluation
 
 
 def _number(record: Mapping[str, Any] | None, key: str) -> float:
@@ -246,7 +246,7 @@ def load_metrics(root: PathLike, collection: str = "") -> pd.DataFrame:
     return pd.DataFrame(
         {
             **{key: [_number(found.get(k), key) for k in index] for key in ("mAP", *SUMMARY_METRICS)},
-            "n_queries": pd.array([found[k]["n_queries"] if k in found else None for k in index], dtype="Int64"),
+            "n_queries": pd.array([found[k]["n"] if k in found else None for k in index], dtype="Int64"),
             "note": [read_unavailable(results / run / f"{s}.json") or "" for run, s in index],
         },
         index=index,
@@ -287,7 +287,7 @@ def real_dataset_table(root: PathLike) -> pd.DataFrame:
         found = _read_json(path)
         rows[(dataset, task, method)] = {
             "mAP": float(found["mAP"]),
-            "queries": int(found["n_queries"]),
+            "queries": int(found["n"]),
             "relevant labels": ",".join(found["relevant_labels"]),
             "paper AuSiL": PAPER_REAL.get((dataset, task), NAN),
         }
@@ -1117,14 +1117,7 @@ def page_title(notebook: Any) -> str:
 
 
 LOCALISATION_SETS = ("test", "test_speed")
-LOCALISATION_COLUMNS = {
-    "precision": "P",
-    "recall": "R",
-    "f1": "F1",
-    "mean_iou": "mean IoU",
-    "speed_error": "speed error",
-    "n": "true segments",
-}
+LOCALISATION_COLUMNS = {"P": "P", "R": "R", "F1": "F1", "tIoU": "mean IoU", "dspd": "speed error", "n": "true segments"}
 
 
 def localisation_table(root: PathLike) -> pd.DataFrame:

@@ -164,11 +164,12 @@ class EvaluationResult:
         return float(np.mean([hits[k] for hits in self.hits.values()]))
 
     def summary(self) -> dict[str, Any]:
-        """The numbers a metrics file holds: mAP, n, recall@k, µAP (plain Python values)."""
+        """The numbers a metrics file holds (plain Python values), under the short keys that keep
+        ``dvc metrics show`` within 200 columns: mAP, n (queries), R@k (recall@k), uAP (µAP)."""
         return {
             "mAP": float(self.map),
-            "n_queries": self.n_queries,
-            **{f"recall@{k}": self.recall_at(k) for k in RECALL_AT},
+            "n": self.n_queries,
+            **{f"R@{k}": self.recall_at(k) for k in RECALL_AT},
             "uAP": float(self.micro_ap),
         }
 
@@ -278,6 +279,11 @@ def restrict_relevant(
     return out
 
 
+def speed_factor_key(factor: float) -> str:
+    """The metrics-file key of one speed factor's mAP: ``x0.5`` for the copies played at half speed."""
+    return f"x{factor:g}"
+
+
 def speed_factor_results(
     annotations: Mapping[str, Mapping[str, Sequence[str]]],
     results: Mapping[str, Mapping[str, float]],
@@ -348,7 +354,7 @@ def write_unavailable_metrics(
         metrics_path,
         {
             "mAP": None,
-            "n_queries": 0,
+            "n": 0,
             "relevant_labels": list(relevant_labels),
             "ignore_labels": list(ignore_labels),
         },
@@ -385,8 +391,8 @@ def evaluate_files(
 ) -> EvaluationResult:
     """Evaluate stored results and optionally write the metrics, per-query and PR-curve JSON files.
 
-    The metrics file holds summaries only, the numbers ``dvc metrics show`` lists: mAP, n_queries,
-    recall@k, uAP, ``mAP_x<factor>`` for each speed factor of a speed set, and the labels (lists, which
+    The metrics file holds summaries only, the numbers ``dvc metrics show`` lists: mAP, n (queries),
+    R@k (recall@k), uAP, ``x<factor>`` (the mAP of the copies at that speed) for each speed factor of a speed set, and the labels (lists, which
     DVC does not show). With it, the per-query file :func:`query_ap_path` of the results is written:
     ``{"queries": {q: {"ap", "hit@k"}}, "speed_factors": {"<factor>": {summary, "queries"}},
     "relevant_labels", "ignore_labels", "warnings"}``. The PR file is a list of
@@ -402,7 +408,7 @@ def evaluate_files(
             metrics_path,
             {
                 **result.summary(),
-                **{f"mAP_x{factor:g}": float(r.map) for factor, r in factors.items()},
+                **{speed_factor_key(factor): float(r.map) for factor, r in factors.items()},
                 "relevant_labels": labels,
                 "ignore_labels": list(ignore_labels),
             },

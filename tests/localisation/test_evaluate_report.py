@@ -35,9 +35,9 @@ def test_locate_evaluate_and_report(tmp_path: Path) -> None:
     argv += ["--annotations", str(tmp_path / "ann.json"), "--metrics", str(metrics), "--example", str(example)]
     assert main(argv) == 0
     m = json.loads(metrics.read_text())
-    assert (m["precision"], m["recall"], m["n"]) == (1.0, 0.5, 2)
+    assert (m["P"], m["R"], m["n"]) == (1.0, 0.5, 2)
     # the embedded pair: query IoU 7.5/8, video IoU 8/8.5; the missed speed copy counts 0
-    assert m["mean_iou"] == pytest.approx(0.5 * (0.5 * (7.5 / 8 + 8 / 8.5)))
+    assert m["tIoU"] == pytest.approx(0.5 * (0.5 * (7.5 / 8 + 8 / 8.5)))
     assert json.loads(example.read_text())["true"] == [Segment(5.0, 13.0, 4.0, 12.0).to_dict()]
     table = report.localisation_table(tmp_path)
     assert table.loc[("ausil", "test"), "R"] == 0.5 and list(table.index) == [("ausil", "test")]

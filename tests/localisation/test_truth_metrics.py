@@ -47,11 +47,11 @@ def test_metrics_by_hand() -> None:
         }
     }
     m = localisation_metrics(detected, true)
-    assert m["precision"] == pytest.approx(1 / 3) and m["recall"] == pytest.approx(1 / 2)
-    assert m["f1"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
+    assert m["P"] == pytest.approx(1 / 3) and m["R"] == pytest.approx(1 / 2)
+    assert m["F1"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
     # query IoU 7/8, video IoU 1 -> 15/16 for the hit, 0 for the missed speed copy
-    assert m["mean_iou"] == pytest.approx(15 / 32)
-    assert m["speed_error"] == pytest.approx(0.1)
+    assert m["tIoU"] == pytest.approx(15 / 32)
+    assert m["dspd"] == pytest.approx(0.1)
     assert segment_iou(detected["q"]["e"][0], true["q"]["e"][0]) == pytest.approx(15 / 16)
 
 

@@ -75,15 +75,19 @@ def test_dvc_repro_on_a_tiny_corpus(tmp_path: Path) -> None:
     ):
         for bench in ("test", "test_speed"):
             metrics = json.loads((work / "metrics" / run_name / f"{bench}.json").read_text())
-            assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n_queries"] > 0
+            assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n"] > 0
     for bench in ("val", "val_speed"):  # every AuSiL row on the cross-corpus validation set, too
         metrics = json.loads((work / "metrics" / "cross" / "ausil-full-main" / f"{bench}.json").read_text())
-        assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n_queries"] > 0
+        assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n"] > 0
     meta = json.loads((work / "reports" / "training_main.meta.json").read_text())
     assert meta["cross_val_map"] is not None  # the checkpoint was chosen on the cross-corpus set as well
     rendered = {p.name for p in (work / "reports" / "rendered").iterdir()}
     for nb in ("main_comparison", "speed_transformations", "ablations", "timings"):
         assert {f"{nb}.ipynb", f"{nb}.html"} <= rendered
     assert "<!-- corpus:begin -->" in (work / "README.md").read_text()
+    # every metrics file (retrieval and localisation) in one `dvc metrics show` table within 200 columns
+    table = run("dvc", "metrics", "show").splitlines()
+    assert any("metrics/localisation/" in line for line in table)
+    assert max(map(len, table)) <= 200, max(table, key=len)
     # a second repro has nothing to do
     assert "Data and pipelines are up to date" in run("dvc", "repro")

@@ -303,7 +303,7 @@ def test_real_dataset_table(tmp_path: Path) -> None:
     for task, labels, value in (("isvr", ["ND", "DS", "CS", "IS"], 0.2), ("audio", ["DA"], 0.7)):
         atomic_write_json(
             tmp_path / "metrics" / "real" / "fivr200k" / "ausil" / f"{task}.json",
-            {"mAP": value, "n_queries": 3, "relevant_labels": labels},
+            {"mAP": value, "n": 3, "relevant_labels": labels},
         )
     table = report.real_dataset_table(tmp_path)
     assert list(table.index) == [("fivr200k", "audio", "ausil"), ("fivr200k", "isvr", "ausil")]
@@ -322,9 +322,9 @@ def test_cross_corpus_table_reads_its_own_collection(tmp_path: Path) -> None:
     for run, value in (("ausil-full-main", 0.5), ("ausil-mac_w-main", 0.25)):
         for set_name in report.CROSS_SETS:
             atomic_write_json(
-                tmp_path / "metrics" / report.CROSS / run / f"{set_name}.json", {"mAP": value, "n_queries": 2}
+                tmp_path / "metrics" / report.CROSS / run / f"{set_name}.json", {"mAP": value, "n": 2}
             )
-    atomic_write_json(tmp_path / "metrics" / "dejavu" / "test.json", {"mAP": 0.9, "n_queries": 3})
+    atomic_write_json(tmp_path / "metrics" / "dejavu" / "test.json", {"mAP": 0.9, "n": 3})
     table = report.cross_corpus_table(tmp_path)
     assert table["run"].tolist() == ["ausil-full-main", "ausil-mac_w-main"]
     assert table[report.run_column("val_speed", "cross-corpus")].tolist() == [0.5, 0.25]
@@ -348,7 +348,7 @@ def test_backbone_probe_table(tmp_path: Path) -> None:
 
 
 def _write_ap(root: Path, run: str, set_name: str, ap: dict[str, float]) -> None:
-    summary = {"mAP": sum(ap.values()) / len(ap), "n_queries": len(ap)}
+    summary = {"mAP": sum(ap.values()) / len(ap), "n": len(ap)}
     atomic_write_json(root / "metrics" / run / f"{set_name}.json", summary)
     atomic_write_json(
         root / "results" / run / f"{set_name}.ap.json", {"queries": {q: {"ap": a} for q, a in ap.items()}}

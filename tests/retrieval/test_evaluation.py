@@ -220,7 +220,7 @@ def test_result_is_frozen_and_json_ready() -> None:
         result.map = 0.0  # type: ignore[misc]
     summary = json.loads(json.dumps(result.to_dict()))
     assert summary["mAP"] == pytest.approx(19 / 36)
-    assert summary["n_queries"] == 2
+    assert summary["n"] == 2
     assert summary["ap"] == pytest.approx({"q": 5 / 9, "e": 1 / 2})
     assert len(summary["recall"]) == len(summary["precision"]) == 21
     assert summary["warnings"] == []
@@ -247,10 +247,10 @@ def test_evaluate_files_writes_summary_metrics_per_query_file_and_pr(tmp_path: P
     assert result.map == pytest.approx(19 / 36)
     metrics = json.loads(metrics_path.read_text())
     # summaries only: every value DVC would show is a number (lists are not shown)
-    assert set(metrics) == {"mAP", "n_queries", "recall@1", "recall@10", "uAP", "relevant_labels", "ignore_labels"}
+    assert set(metrics) == {"mAP", "n", "R@1", "R@10", "uAP", "relevant_labels", "ignore_labels"}
     assert metrics["mAP"] == pytest.approx(19 / 36)
-    assert metrics["n_queries"] == 2
-    assert metrics["recall@1"] == pytest.approx(0.5) and metrics["recall@10"] == pytest.approx(1.0)
+    assert metrics["n"] == 2
+    assert metrics["R@1"] == pytest.approx(0.5) and metrics["R@10"] == pytest.approx(1.0)
     assert metrics["uAP"] == pytest.approx(0.4)
     assert metrics["relevant_labels"] == ["DA"]
     per_query_path = query_ap_path(tmp_path / "results.json")
@@ -324,10 +324,10 @@ def test_speed_set_metrics_hold_one_map_per_factor(tmp_path: Path) -> None:
     write_ids(tmp_path / "ids.txt", ["q1", "q1_x0.5", "q1_x2", "n"])
     evaluate_files(tmp_path / "r.json", tmp_path / "annotation.json", tmp_path / "ids.txt", ["DA"], tmp_path / "m.json")
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["mAP_x2"] == pytest.approx(1.0) and metrics["mAP_x0.5"] == pytest.approx(0.5)
+    assert metrics["x2"] == pytest.approx(1.0) and metrics["x0.5"] == pytest.approx(0.5)
     per_query = json.loads((tmp_path / "r.ap.json").read_text())
     assert per_query["speed_factors"]["0.5"]["queries"]["q1"]["ap"] == pytest.approx(0.5)
-    assert per_query["speed_factors"]["0.5"]["n_queries"] == 1
+    assert per_query["speed_factors"]["0.5"]["n"] == 1
 
 
 def test_unavailable_run_has_an_empty_per_query_file(tmp_path: Path) -> None:
@@ -335,7 +335,7 @@ def test_unavailable_run_has_an_empty_per_query_file(tmp_path: Path) -> None:
     assert read_query_ap(tmp_path / "a.json") == {}
     assert json.loads((tmp_path / "a.json").read_text())["note"] == "absent"
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["mAP"] is None and metrics["n_queries"] == 0 and "note" not in metrics  # no string column in DVC
+    assert metrics["mAP"] is None and metrics["n"] == 0 and "note" not in metrics  # no string column in DVC
 
 
 def test_evaluate_files_without_output_paths_writes_nothing(tmp_path: Path) -> None:
