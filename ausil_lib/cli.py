@@ -364,6 +364,11 @@ def cmd_locate(args: argparse.Namespace) -> int:
         extractor = Extractor.from_params(params, cfg.time_step_ms)
         locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
         what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
+    elif args.method == "dejavu":
+        from .localisation.dejavu import DejavuLocator
+
+        locator = DejavuLocator(params.dejavu, cfg, params.audio.ffmpeg, params.audio.decode_timeout_s)
+        what = "aligned hashes of the best offset difference (Dejavu's hashes, matched without PostgreSQL)"
     else:
         from .baselines.spectro import SpectroMethod
         from .localisation.spectro import SpectroLocator
@@ -747,8 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--method",
         default="ausil",
-        choices=["ausil", "spectro-slides", "spectro-tiles"],
-        help="localisation method (default: %(default)s); Dejavu's is not implemented",
+        choices=["ausil", "dejavu", "spectro-slides", "spectro-tiles"],
+        help="localisation method (default: %(default)s); dejavu and spectro: one segment per pair, at speed 1",
     )
     p.add_argument("--top-k", type=int, default=None, help="videos per query (default: localisation.top_k)")
     p.add_argument("--ranking", default=None, help="results JSON {query: {video: similarity}} that picks the top K")
@@ -757,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--features-dir",
         default="features/localisation",
         help="ausil: descriptors at the localisation step; spectro: fingerprints; missing ones are made here "
-        "(default: %(default)s)",
+        "(default: %(default)s); dejavu keeps its hashes in memory",
     )
     p.add_argument("--example", default=None, help="ausil: also write the best-scoring pair's similarity map (JSON)")
     p.add_argument(

@@ -48,7 +48,7 @@ _SONG_NAME_MAX = 250  # VARCHAR(250) in Dejavu's songs table
 
 
 # ---------------------------------------------------------------------------------------------
-# Configuration
+# Configuration, decoding, fingerprint and alignment (shared with ausil_lib/localisation/dejavu.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -63,6 +63,36 @@ def _dejavu_settings(config: DejavuConfig) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(dejavu_fingerprint, name, value)
+
+
+def dejavu_samples(path: str | os.PathLike[str], ffmpeg: str | None = None, timeout_s: float = 600.0) -> np.ndarray:
+    """16-bit mono 44.1 kHz samples, what Dejavu reads from such a WAV file (AudioError naming the file)."""
+    audio = load_audio(path, sample_rate=SAMPLE_RATE, ffmpeg=ffmpeg, timeout_s=timeout_s)
+    return np.round(audio * 32767.0).astype(np.int16)
+
+
+def dejavu_hashes(samples: np.ndarray, config: DejavuConfig) -> set[tuple[str, int]]:
+    """Dejavu's fingerprint of one channel: (hash, offset in frames of `config.hop_samples`) pairs,
+    deduplicated into a set as Dejavu does for files and queries."""
+    with _dejavu_settings(config):
+        return set(
+            dejavu_fingerprint.fingerprint(
+                samples,
+                Fs=SAMPLE_RATE,
+                wsize=config.window_size,
+                wratio=config.overlap_ratio,
+                fan_value=config.fan_value,
+                amp_min=config.amp_min,
+            )
+        )
+
+
+def best_alignment(differences: Mapping[int, int]) -> tuple[int, int]:
+    """(count, difference) of the largest group of equal offset differences (video offset minus query
+    offset, in frames), as Dejavu's `align_matches` picks it: a tie goes to the smallest difference,
+    as its max over sorted groups does."""
+    difference, count = min(differences.items(), key=lambda item: (-item[1], item[0]))
+    return count, difference
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,12 +161,12 @@ class DejavuIndex:
         if len(video_id) > _SONG_NAME_MAX:
             raise ValueError(f"video id longer than Dejavu's {_SONG_NAME_MAX}-character song_name: {video_id!r}")
         started = time.perf_counter()
-        samples = self._decode(path)
+        samples = dejavu_samples(path, self._ffmpeg, self._decode_timeout_s)
         decoded = time.perf_counter()
         content = hashlib.sha1(samples.tobytes()).hexdigest().upper()  # Dejavu's unique_hash form
         song_id = self._song_of_content.get(content)
         if song_id is None:
-            hashes = self._fingerprint(samples)
+            hashes = dejavu_hashes(samples, self.config)
             fingerprinted = time.perf_counter()
             song_id = self._store(video_id, content, hashes)
             self._totals["fingerprint_s"] += fingerprinted - decoded
@@ -178,15 +208,15 @@ class DejavuIndex:
         if not self._analyzed:
             self.finalize()
         started = time.perf_counter()
-        samples = self._decode(path)
+        samples = dejavu_samples(path, self._ffmpeg, self._decode_timeout_s)
         decoded = time.perf_counter()
-        hashes = self._fingerprint(samples)
+        hashes = dejavu_hashes(samples, self.config)
         fingerprinted = time.perf_counter()
         matches, _, _ = self._dejavu.find_matches(hashes)
-        best: dict[int, tuple[int, int]] = {}
-        for (song_id, difference), count in sorted(Counter(matches).items()):
-            if count > best.get(song_id, (0, 0))[0]:
-                best[song_id] = (count, int(difference))
+        groups: defaultdict[int, Counter[int]] = defaultdict(Counter)
+        for song_id, difference in matches:
+            groups[song_id][int(difference)] += 1
+        best = {song_id: best_alignment(differences) for song_id, differences in groups.items()}
         hop_s = self.config.hop_samples / SAMPLE_RATE
         result = {}
         for video_id, song_id in self._song_of_video.items():
@@ -219,26 +249,6 @@ class DejavuIndex:
             "fingerprint_insert_s_per_audio_min": work / audio_min if audio_min else None,
             "index_s_per_video": dict(self._index_s_per_video),
         }
-
-    def _decode(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """16-bit mono 44.1 kHz samples, what Dejavu reads from such a WAV file."""
-        audio = load_audio(path, sample_rate=SAMPLE_RATE, ffmpeg=self._ffmpeg, timeout_s=self._decode_timeout_s)
-        return np.round(audio * 32767.0).astype(np.int16)
-
-    def _fingerprint(self, samples: np.ndarray) -> set[tuple[str, int]]:
-        """Dejavu's fingerprint of one channel, deduplicated into a set as Dejavu does for files and queries."""
-        cfg = self.config
-        with _dejavu_settings(cfg):
-            return set(
-                dejavu_fingerprint.fingerprint(
-                    samples,
-                    Fs=SAMPLE_RATE,
-                    wsize=cfg.window_size,
-                    wratio=cfg.overlap_ratio,
-                    fan_value=cfg.fan_value,
-                    amp_min=cfg.amp_min,
-                )
-            )
 
     def _store(self, name: str, content: str, hashes: set[tuple[str, int]]) -> int:
         """Dejavu's song row, its fingerprint rows, then its fingerprinted flag (so a failed load is
