@@ -392,8 +392,9 @@ def evaluate_files(
     """Evaluate stored results and optionally write the metrics, per-query and PR-curve JSON files.
 
     The metrics file holds summaries only, the numbers ``dvc metrics show`` lists: mAP, n (queries),
-    R@k (recall@k), uAP, ``x<factor>`` (the mAP of the copies at that speed) for each speed factor of a speed set, and the labels (lists, which
-    DVC does not show). With it, the per-query file :func:`query_ap_path` of the results is written:
+    R@k (recall@k), uAP, ``x<factor>`` (the mAP of the copies at that speed) for each speed factor of a
+    speed set, and the labels (lists, which DVC does not show). With it, the per-query file
+    :func:`query_ap_path` of the results is written:
     ``{"queries": {q: {"ap", "hit@k"}}, "speed_factors": {"<factor>": {summary, "queries"}},
     "relevant_labels", "ignore_labels", "warnings"}``. The PR file is a list of
     ``{"recall": r, "precision": p}`` rows, the shape DVC plots read.

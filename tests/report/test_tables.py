@@ -321,9 +321,7 @@ def test_cross_corpus_table_reads_its_own_collection(tmp_path: Path) -> None:
     assert report.cross_corpus_table(tmp_path).empty
     for run, value in (("ausil-full-main", 0.5), ("ausil-mac_w-main", 0.25)):
         for set_name in report.CROSS_SETS:
-            atomic_write_json(
-                tmp_path / "metrics" / report.CROSS / run / f"{set_name}.json", {"mAP": value, "n": 2}
-            )
+            atomic_write_json(tmp_path / "metrics" / report.CROSS / run / f"{set_name}.json", {"mAP": value, "n": 2})
     atomic_write_json(tmp_path / "metrics" / "dejavu" / "test.json", {"mAP": 0.9, "n": 3})
     table = report.cross_corpus_table(tmp_path)
     assert table["run"].tolist() == ["ausil-full-main", "ausil-mac_w-main"]
