@@ -5,7 +5,7 @@ export PATH := $(VENV):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export NUMBA_CACHE_DIR := $(CURDIR)/.pytest_cache/numba
 
-.PHONY: setup lint test test-fast repro benchmark-speed plots
+.PHONY: setup lint test test-e2e test-fast repro benchmark-speed plots
 
 setup:
 	@bash scripts/setup.sh
@@ -15,9 +15,13 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-## test: the whole suite (what CI runs)
+## test: the suite without the whole-pipeline run (CI runs it, then test-e2e)
 test: setup
-	python -m pytest -q
+	python -m pytest -q -m "not e2e"
+
+## test-e2e: the whole dvc.yaml reproduced on a tiny generated corpus, notebooks included (~25 min)
+test-e2e: setup
+	python -m pytest -q -m e2e
 
 ## test-fast: skip the slow end-to-end runs
 test-fast: setup

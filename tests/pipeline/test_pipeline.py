@@ -15,7 +15,7 @@ from ausil_lib.audio.decode import encode
 
 from ..helpers import SR, chords, run_checked
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # `make test-e2e`: ~90 stages, ~25 min on 2 cores
 ROOT = Path(__file__).resolve().parents[2]
 ALBUMS = {"alpha": ["one", "two", "three", "four"], "beta": ["five", "six", "seven"], "gamma": ["eight", "nine", "ten"]}
 CROSS_ALBUMS = {"delta": ["eleven", "twelve", "thirteen", "fourteen"]}  # the cross-corpus validation set's music
