@@ -10,7 +10,7 @@ Per-query AP is read by :func:`load_ap` only, so moving it to another file chang
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,17 @@ import numpy as np
 from ausil_lib.core.formats import PathLike
 from ausil_lib.retrieval.evaluation import query_ap_path, read_query_ap
 
-__all__ = ["LEVEL", "N_RESAMPLES", "SEED", "Interval", "bootstrap_map", "load_ap", "map_interval", "paired_difference"]
+__all__ = [
+    "LEVEL",
+    "N_RESAMPLES",
+    "SEED",
+    "Interval",
+    "bootstrap_map",
+    "bootstrap_pooled",
+    "load_ap",
+    "map_interval",
+    "paired_difference",
+]
 
 SEED = 0  # fixed, so a re-render of the same results shows the same intervals
 N_RESAMPLES = 10_000
@@ -75,6 +85,35 @@ def _bootstrap_mean(values: np.ndarray, seed: int, n_resamples: int) -> Interval
     alpha = (1 - LEVEL) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return Interval(float(values.mean()), float(low), float(high), n)
+
+
+def bootstrap_pooled(
+    counts: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    seed: int = SEED,
+    n_resamples: int = N_RESAMPLES,
+) -> Interval:
+    """A statistic of pooled per-query counts (e.g. precision = sum of correct / sum of detections) with its
+    percentile bootstrap interval over queries.
+
+    ``counts`` holds one row per query and one column per count; ``statistic`` maps an array of column
+    sums, shape (m, columns), to m values. The queries are drawn with replacement as for mAP (same seed,
+    resamples and level), and the statistic is taken of each draw's summed counts.
+    """
+    counts = np.asarray(counts, dtype=float)
+    n = len(counts)
+    if n == 0:
+        return _EMPTY
+    rng = np.random.default_rng(seed)
+    sums = np.concatenate(
+        [
+            counts[rng.integers(0, n, size=(min(_CHUNK, n_resamples - start), n))].sum(axis=1)
+            for start in range(0, n_resamples, _CHUNK)
+        ]
+    )
+    alpha = (1 - LEVEL) / 2
+    low, high = np.quantile(statistic(sums), [alpha, 1 - alpha])
+    return Interval(float(statistic(counts.sum(axis=0)[None, :])[0]), float(low), float(high), n)
 
 
 def bootstrap_map(ap: Mapping[str, float] | None, seed: int = SEED, n_resamples: int = N_RESAMPLES) -> Interval:

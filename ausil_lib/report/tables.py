@@ -874,13 +874,18 @@ def comparison_table(
             "a": a,
             "b": b,
             "mAP(a) − mAP(b)": diff.estimate,
-            CI_HEADER: f"{diff.low:+.3f} to {diff.high:+.3f}",
+            CI_HEADER: difference_ci_text(diff),
             "queries": diff.n,
             "verdict": _verdict(a, b, diff),
         }
         for set_name, a, b, _, diff in _comparisons(root, groups, sets)
     ]
     return pd.DataFrame(rows, columns=["set", "a", "b", "mAP(a) − mAP(b)", CI_HEADER, "queries", "verdict"])
+
+
+def difference_ci_text(diff: Interval) -> str:
+    """A paired difference's interval as the comparison tables show it (signed bounds)."""
+    return f"{diff.low:+.3f} to {diff.high:+.3f}"
 
 
 def _verdict(a: str, b: str, diff: Interval) -> str:
@@ -1114,53 +1119,6 @@ def page_title(notebook: Any) -> str:
                 if line.startswith("#"):
                     return line.lstrip("#").strip()
     return "ausil report"
-
-
-LOCALISATION_SETS = ("test", "test_speed")
-LOCALISATION_COLUMNS = {"P": "P", "R": "R", "F1": "F1", "tIoU": "mean IoU", "dspd": "speed error", "n": "true segments"}
-
-
-def localisation_table(root: PathLike) -> pd.DataFrame:
-    """metrics/localisation/<method>/<set>.json (`ausil locate-evaluate`) as one row per method and set;
-    empty when the locate stages have not run."""
-    rows = {}
-    for path in sorted(Path(root, "metrics", "localisation").glob("*/*.json")):
-        if path.stem in LOCALISATION_SETS:
-            m = json.loads(path.read_text(encoding="utf-8"))
-            rows[(path.parent.name, path.stem)] = {label: m.get(key) for key, label in LOCALISATION_COLUMNS.items()}
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(LOCALISATION_COLUMNS.values()))
-    table.index = pd.MultiIndex.from_tuples(list(rows), names=["method", "set"]) if rows else table.index
-    return table
-
-
-def localisation_figure(root: PathLike, method: str = "ausil", benchmark: str = "test") -> Figure | None:
-    """The example similarity map `ausil locate --example` kept, with the detected (solid) and true
-    (dashed) segments drawn as lines from their start to their end; None when there is none."""
-    path = Path(root, "results", "localisation", method, f"{benchmark}.example.json")
-    example = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    if not example:
-        return None
-    sim = np.asarray(example["similarity"])
-    step, half = example["step_s"], example["window_s"] / 2
-    fig, ax = plt.subplots(figsize=(6, 5))
-    extent = (half, half + sim.shape[1] * step, half + sim.shape[0] * step, half)  # window centres, seconds
-    shown = ax.imshow(sim, cmap="viridis", extent=extent, aspect="auto")
-    fig.colorbar(shown, ax=ax, label="segment similarity")
-    for key, style, colour in (("true", "--", "white"), ("detected", "-", "red")):
-        for i, s in enumerate(example[key]):
-            ax.plot(
-                [s["video_start"], s["video_end"]],
-                [s["query_start"], s["query_end"]],
-                style,
-                color=colour,
-                linewidth=2,
-                label=f"{key} (speed {s['speed']:.2f})" if i == 0 or key == "detected" else None,
-            )
-    ax.set_xlabel(f"video {example['video']} (s)")
-    ax.set_ylabel(f"query {example['query']} (s)")
-    ax.set_title(f"{method}, {benchmark}: similarity map and segments")
-    ax.legend(loc="lower right", fontsize="small")
-    return fig
 
 
 def run_notebooks(

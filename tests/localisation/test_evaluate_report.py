@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 import pytest
 
 from ausil_lib.cli import main
 from ausil_lib.core.formats import write_annotations
 from ausil_lib.localisation.segments import Segment, write_segments
-from ausil_lib.report import tables as report
+from ausil_lib.report import localisation as report
 
 from .test_truth_metrics import EMBEDDED, QUERY, SPEED
 
@@ -44,3 +45,36 @@ def test_locate_evaluate_and_report(tmp_path: Path) -> None:
     assert report.localisation_figure(tmp_path) is not None
     assert report.localisation_figure(tmp_path, benchmark="test_speed") is None
     assert report.localisation_table(tmp_path / "nothing").empty
+    # no segments file nor corpus under root: the interval columns hold <NA>, the table still works
+    assert table.loc[("ausil", "test"), "F1 95 % CI"] is pd.NA and report.localisation_comparison(tmp_path).empty
+
+
+def test_report_intervals_and_comparison(tmp_path: Path) -> None:
+    """The pipeline's paths: one query, so every draw is the same and the intervals have zero width."""
+    corpus = tmp_path / "data" / "corpus"
+    (corpus / "test").mkdir(parents=True)
+    (corpus / "construction_log.json").write_text(json.dumps({"clips": [QUERY, EMBEDDED, SPEED]}))
+    write_annotations(corpus / "test" / "annotation.json", {"q": {"DA": ["e", "s"]}})
+    results = tmp_path / "results" / "localisation"
+    (results / "ausil").mkdir(parents=True)
+    (results / "dejavu").mkdir()
+    write_segments(results / "ausil" / "test.json", {"q": {"e": [Segment(5.5, 13.0, 4.0, 12.5)]}})
+    write_segments(results / "dejavu" / "test.json", {"q": {"e": [Segment(30.0, 40.0, 30.0, 40.0)]}})
+    for method in ("ausil", "dejavu"):
+        argv = ["locate-evaluate", "--segments", str(results / method / "test.json")]
+        argv += ["--log", str(corpus / "construction_log.json")]
+        argv += ["--annotations", str(corpus / "test" / "annotation.json")]
+        assert main([*argv, "--metrics", str(tmp_path / "metrics" / "localisation" / method / "test.json")]) == 0
+    table = report.localisation_table(tmp_path)
+    f1, iou = 2 * 0.5 / 1.5, 0.5 * (0.5 * (7.5 / 8 + 8 / 8.5))  # P 1, R 0.5; the speed copy missed
+    assert table.loc[("ausil", "test"), "F1"] == pytest.approx(f1)
+    assert table.loc[("ausil", "test"), "F1 95 % CI"] == f"{f1:.3f}–{f1:.3f}"
+    assert table.loc[("ausil", "test"), "mean IoU 95 % CI"] == f"{iou:.3f}–{iou:.3f}"
+    assert table.loc[("dejavu", "test"), "F1 95 % CI"] == "0.000–0.000" and table["queries"].tolist() == [1, 1]
+    comparison = report.localisation_comparison(tmp_path)
+    assert comparison[["set", "a", "b", "queries", "verdict"]].values.tolist() == [
+        ["test", "AuSiL", "Dejavu", 1, "AuSiL better"]
+    ]
+    assert comparison["F1(a) − F1(b)"].tolist() == pytest.approx([f1])
+    (finding,) = report.localisation_findings(tmp_path)
+    assert finding.startswith("On test (localisation F1), AuSiL beats Dejavu by 0.67")

@@ -1,0 +1,256 @@
+"""Report of the temporal localisation (issue 15): the scores per method and set, their bootstrap
+intervals over queries, AuSiL's paired F1 difference with each other method, and an example map.
+
+The scores are those of :func:`ausil_lib.localisation.metrics.localisation_metrics`, the one definition:
+it is called on each query alone, which gives the query's counts (detections, correct detections, true
+pairs, hit pairs, summed IoU), and the pooled scores of any set of queries follow from summed counts
+(P = correct / detections, R = hits / true pairs, F1 from them, mean IoU = summed IoU / true pairs).
+The queries are resampled as for mAP (:func:`ausil_lib.report.stats.bootstrap_pooled`).
+
+Kept apart from :mod:`ausil_lib.report.tables` (only the localisation notebook imports it), so that the
+README stage, which imports the tables, does not depend on the localisation code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ausil_lib.core.formats import PathLike, read_annotations
+from ausil_lib.localisation.metrics import localisation_metrics
+from ausil_lib.localisation.segments import Located, Segment, read_segments
+from ausil_lib.localisation.truth import corpus_truth
+from ausil_lib.report.stats import Interval, bootstrap_pooled
+from ausil_lib.report.tables import CI_HEADER, _ci_text, _finding, _verdict, difference_ci_text, run_label
+
+__all__ = [
+    "COUNTS",
+    "LOCALISATION_COLUMNS",
+    "LOCALISATION_SETS",
+    "STATISTICS",
+    "f1_difference",
+    "localisation_comparison",
+    "localisation_figure",
+    "localisation_findings",
+    "localisation_intervals",
+    "localisation_table",
+    "pooled",
+    "query_counts",
+]
+
+LOCALISATION_SETS = ("test", "test_speed")
+LOCALISATION_COLUMNS = {"P": "P", "R": "R", "F1": "F1", "tIoU": "mean IoU", "dspd": "speed error", "n": "true segments"}
+CI_COLUMNS = ("F1", "tIoU")  # the scores the table gives an interval
+REFERENCE = "ausil"  # the method every other one is compared with
+COUNTS = ("detections", "correct", "true", "hits", "iou")  # the columns of query_counts
+
+_Segments = Mapping[str, Mapping[str, Sequence[Segment]]]
+
+
+# --------------------------------------------------------------------------- per-query counts
+
+
+def query_counts(detected: _Segments, truth: _Segments, queries: Sequence[str] | None = None) -> np.ndarray:
+    """One row of :data:`COUNTS` per query (default: every query with true or detected segments, sorted),
+    from :func:`localisation_metrics` of that query alone; a query without detections has 0 of them."""
+    queries = sorted(set(truth) | set(detected)) if queries is None else queries
+    rows = []
+    for q in queries:
+        mine = detected.get(q, {})
+        m = localisation_metrics({q: mine}, {q: truth.get(q, {})})
+        n_det = sum(len(segments) for segments in mine.values())
+        rows.append((n_det, round(m["P"] * n_det), m["n"], round(m["R"] * m["n"]), m["tIoU"] * m["n"]))
+    return np.array(rows, dtype=float).reshape(len(rows), len(COUNTS))
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (as localisation_metrics scores an empty set)."""
+    return np.divide(num, den, out=np.zeros_like(num, dtype=float), where=den > 0)
+
+
+def _precision(sums: np.ndarray) -> np.ndarray:
+    return _ratio(sums[:, 1], sums[:, 0])
+
+
+def _recall(sums: np.ndarray) -> np.ndarray:
+    return _ratio(sums[:, 3], sums[:, 2])
+
+
+def _f1(sums: np.ndarray) -> np.ndarray:
+    p, r = _precision(sums), _recall(sums)
+    return _ratio(2 * p * r, p + r)
+
+
+def _mean_iou(sums: np.ndarray) -> np.ndarray:
+    return _ratio(sums[:, 4], sums[:, 2])
+
+
+# pooled score of summed counts, shape (m, len(COUNTS)) -> m values; keys as localisation_metrics'
+STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "P": _precision,
+    "R": _recall,
+    "F1": _f1,
+    "tIoU": _mean_iou,
+}
+
+
+def pooled(counts: np.ndarray) -> dict[str, float]:
+    """P, R, F1 and mean IoU of the queries whose counts are given (equal to localisation_metrics on them)."""
+    sums = np.asarray(counts, dtype=float).reshape(-1, len(COUNTS)).sum(axis=0)[None, :]
+    return {key: float(statistic(sums)[0]) for key, statistic in STATISTICS.items()}
+
+
+def localisation_intervals(detected: _Segments, truth: _Segments) -> dict[str, Interval]:
+    """P, R, F1 and mean IoU with their 95 % bootstrap intervals over queries."""
+    counts = query_counts(detected, truth)
+    return {key: bootstrap_pooled(counts, statistic) for key, statistic in STATISTICS.items()}
+
+
+def f1_difference(a: _Segments, b: _Segments, truth: _Segments) -> Interval:
+    """F1(a) − F1(b) on the same queries, with an interval that resamples the same queries for both."""
+    queries = sorted(set(truth) | set(a) | set(b))
+    both = np.hstack([query_counts(a, truth, queries), query_counts(b, truth, queries)])
+    k = len(COUNTS)
+    return bootstrap_pooled(both, lambda sums: _f1(sums[:, :k]) - _f1(sums[:, k:]))
+
+
+# --------------------------------------------------------------------------- files under root
+
+
+def _segments(root: PathLike, method: str, set_name: str) -> Located | None:
+    path = Path(root, "results", "localisation", method, f"{set_name}.json")
+    return read_segments(path) if path.is_file() else None
+
+
+def _truth(root: PathLike, set_name: str) -> Located | None:
+    """The set's true segments from the construction log and its annotation; None when either is absent."""
+    log = Path(root, "data", "corpus", "construction_log.json")
+    annotation = Path(root, "data", "corpus", set_name, "annotation.json")
+    if not (log.is_file() and annotation.is_file()):
+        return None
+    return corpus_truth(log, read_annotations(annotation))
+
+
+def _others(root: PathLike) -> list[str]:
+    """Every method but AuSiL with a localisation results folder, by name."""
+    return sorted(p.name for p in Path(root, "results", "localisation").glob("*") if p.is_dir() and p.name != REFERENCE)
+
+
+def _label(method: str) -> str:
+    return "AuSiL" if method == REFERENCE else run_label(method)
+
+
+def ci_header(key: str) -> str:
+    return f"{LOCALISATION_COLUMNS[key]} {CI_HEADER}"
+
+
+def localisation_table(root: PathLike) -> pd.DataFrame:
+    """metrics/localisation/<method>/<set>.json (`ausil locate-evaluate`) as one row per method and set,
+    with the 95 % bootstrap interval of F1 and mean IoU over queries where the segments file and the
+    corpus truth exist (<NA> otherwise); empty when the locate stages have not run."""
+    rows = {}
+    truths: dict[str, Located | None] = {}
+    for path in sorted(Path(root, "metrics", "localisation").glob("*/*.json")):
+        method, set_name = path.parent.name, path.stem
+        if set_name not in LOCALISATION_SETS:
+            continue
+        m = json.loads(path.read_text(encoding="utf-8"))
+        row = {label: m.get(key) for key, label in LOCALISATION_COLUMNS.items()}
+        if set_name not in truths:
+            truths[set_name] = _truth(root, set_name)
+        detected, truth = _segments(root, method, set_name), truths[set_name]
+        intervals = localisation_intervals(detected, truth) if detected is not None and truth is not None else {}
+        for key in CI_COLUMNS:
+            row[ci_header(key)] = _ci_text(intervals[key]) if key in intervals and intervals[key].n else pd.NA
+        row["queries"] = intervals["F1"].n if intervals else pd.NA
+        rows[(method, set_name)] = row
+    columns = [c for key, label in LOCALISATION_COLUMNS.items() for c in (label, *_ci_of(key))] + ["queries"]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    table["queries"] = table["queries"].astype("Int64")
+    table.index = pd.MultiIndex.from_tuples(list(rows), names=["method", "set"]) if rows else table.index
+    return table
+
+
+def _ci_of(key: str) -> tuple[str, ...]:
+    return (ci_header(key),) if key in CI_COLUMNS else ()
+
+
+DIFFERENCE = "F1(a) − F1(b)"
+
+
+def _comparisons(root: PathLike, sets: Sequence[str]) -> list[tuple[str, str, str, Interval]]:
+    """(set, label a, label b, paired F1 difference): AuSiL against each other method that located the set."""
+    out = []
+    for set_name in sets:
+        reference, truth = _segments(root, REFERENCE, set_name), _truth(root, set_name)
+        if reference is None or truth is None:
+            continue
+        for method in _others(root):
+            other = _segments(root, method, set_name)
+            if other is not None:
+                diff = f1_difference(reference, other, truth)
+                if diff.n:
+                    out.append((set_name, _label(REFERENCE), _label(method), diff))
+    return out
+
+
+def localisation_comparison(root: PathLike, sets: Sequence[str] = LOCALISATION_SETS) -> pd.DataFrame:
+    """Paired F1 differences, AuSiL − each other method on the same set (the same resampled queries for
+    both), with their 95 % bootstrap interval and a verdict that orders two methods only where it excludes 0."""
+    rows = [
+        {
+            "set": set_name,
+            "a": a,
+            "b": b,
+            DIFFERENCE: diff.estimate,
+            CI_HEADER: difference_ci_text(diff),
+            "queries": diff.n,
+            "verdict": _verdict(a, b, diff),
+        }
+        for set_name, a, b, diff in _comparisons(root, sets)
+    ]
+    return pd.DataFrame(rows, columns=["set", "a", "b", DIFFERENCE, CI_HEADER, "queries", "verdict"])
+
+
+def localisation_findings(root: PathLike, sets: Sequence[str] = LOCALISATION_SETS) -> list[str]:
+    """One sentence per comparison of :func:`localisation_comparison`, worded as the mAP findings."""
+    return [_finding(f"{set_name} (localisation F1)", a, b, diff) for set_name, a, b, diff in _comparisons(root, sets)]
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def localisation_figure(root: PathLike, method: str = "ausil", benchmark: str = "test") -> Figure | None:
+    """The example similarity map `ausil locate --example` kept, with the detected (solid) and true
+    (dashed) segments drawn as lines from their start to their end; None when there is none."""
+    path = Path(root, "results", "localisation", method, f"{benchmark}.example.json")
+    example = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not example:
+        return None
+    sim = np.asarray(example["similarity"])
+    step, half = example["step_s"], example["window_s"] / 2
+    fig, ax = plt.subplots(figsize=(6, 5))
+    extent = (half, half + sim.shape[1] * step, half + sim.shape[0] * step, half)  # window centres, seconds
+    shown = ax.imshow(sim, cmap="viridis", extent=extent, aspect="auto")
+    fig.colorbar(shown, ax=ax, label="segment similarity")
+    for key, style, colour in (("true", "--", "white"), ("detected", "-", "red")):
+        for i, s in enumerate(example[key]):
+            ax.plot(
+                [s["video_start"], s["video_end"]],
+                [s["query_start"], s["query_end"]],
+                style,
+                color=colour,
+                linewidth=2,
+                label=f"{key} (speed {s['speed']:.2f})" if i == 0 or key == "detected" else None,
+            )
+    ax.set_xlabel(f"video {example['video']} (s)")
+    ax.set_ylabel(f"query {example['query']} (s)")
+    ax.set_title(f"{method}, {benchmark}: similarity map and segments")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
