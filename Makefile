@@ -15,7 +15,7 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
-## test: the suite without the whole-pipeline run (CI runs it, then test-e2e)
+## test: the suite without the whole-pipeline run (what CI runs)
 test: setup
 	python -m pytest -q -m "not e2e"
 
