@@ -6,7 +6,7 @@ here in Python, with no database: every query hash that equals a video hash give
 pair of offsets, as Dejavu's `find_matches` returns them, and the largest group of equal differences
 is the alignment (a tie goes to the smallest difference, as `DejavuIndex.query` and Dejavu's
 `align_matches` pick it). The query offsets of that group's hashes mark the copy: their largest
-cluster (offsets no more than GAP_S apart) spans the query interval, plus one FFT window, shifted by
+cluster (offsets no more than segments.CLUSTER_GAP_S apart) spans the query interval, plus one FFT window, shifted by
 the difference in the video. Dejavu has no model of speed (its hashes hold the frequencies and time
 delta of two peaks, which a speed change alters), so a speed copy is located at speed 1 or not at all.
 """
@@ -21,8 +21,7 @@ import numpy as np
 
 from ..baselines.dejavu import SAMPLE_RATE, best_alignment, dejavu_hashes, dejavu_samples
 from ..core.config import DejavuConfig, LocalisationConfig
-from .segments import Segment
-from .spectro import GAP_S
+from .segments import Segment, largest_cluster
 
 MIN_ALIGNED = 5  # fewer aligned hashes in the largest cluster are taken for chance (at least 2 make a span)
 
@@ -59,8 +58,7 @@ def dejavu_segment(
         return []
     _, best = best_alignment(Counter(d for d, _ in matches))
     aligned = np.sort(np.array([q for d, q in matches if d == best], dtype=np.int64))
-    splits = np.flatnonzero(np.diff(aligned) * hop_s > GAP_S) + 1
-    core = max(np.split(aligned, splits), key=len)  # the first of equal sizes: the earliest
+    core = largest_cluster(aligned, hop_s)
     if core.size < MIN_ALIGNED:
         return []
     q0, q1 = float(core[0]) * hop_s, float(core[-1]) * hop_s + window_s

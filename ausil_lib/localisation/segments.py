@@ -12,10 +12,13 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from ..core.formats import FormatError, atomic_write_json
 
 FIELDS = ("query_start", "query_end", "video_start", "video_end", "score", "speed")
 ROUND = 3  # ms: far finer than any segment step
+CLUSTER_GAP_S = 2.0  # matching frames further apart than this belong to separate copies
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,12 @@ def read_segments(path: str | os.PathLike[str]) -> Located:
         }
     except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"{path}: not a segments file ({type(exc).__name__}: {exc})") from exc
+
+
+def largest_cluster(frames: np.ndarray, frame_s: float, gap_s: float = CLUSTER_GAP_S) -> np.ndarray:
+    """The largest run of sorted frame indices with no gap over `gap_s` seconds (the earliest of equal
+    sizes): the one copy that Spectro and Dejavu, which score a single offset per pair, report."""
+    if frames.size == 0:
+        return frames
+    splits = np.flatnonzero(np.diff(frames) * frame_s > gap_s) + 1
+    return max(np.split(frames, splits), key=len)

@@ -2,7 +2,7 @@
 
 The baseline labels every query fingerprint with its nearest reference fingerprint and votes for the
 offset d* (ausil_lib/baselines/spectro.py). The query frames whose label agrees with d* (within the
-reference stride) mark the copy: their largest cluster (frames no more than GAP_S apart) spans the
+reference stride) mark the copy: their largest cluster (frames no more than segments.CLUSTER_GAP_S apart) spans the
 query interval, shifted by d* in the video. Spectro has no notion of speed, so a speed copy is located
 at speed 1 or not at all.
 """
@@ -13,9 +13,7 @@ import numpy as np
 
 from ..baselines.spectro import Fingerprints, SpectroMethod, nearest_labels, offset_votes
 from ..core.config import LocalisationConfig
-from .segments import Segment
-
-GAP_S = 2.0  # agreeing frames further apart than this belong to separate clusters
+from .segments import Segment, largest_cluster
 
 
 def spectro_segment(
@@ -32,9 +30,7 @@ def spectro_segment(
     if agree.size < 2:
         return []
     frame_s = sc.hop / sc.sample_rate
-    splits = np.flatnonzero(np.diff(agree) * frame_s > GAP_S) + 1
-    clusters = np.split(agree, splits)
-    core = max(clusters, key=len)
+    core = largest_cluster(agree, frame_s)
     window_s = (sc.frames_per_fp - 1) * frame_s + sc.n_fft / sc.sample_rate
     q0, q1 = core[0] * frame_s, core[-1] * frame_s + window_s
     if q1 - q0 < cfg.min_duration_s:

@@ -27,7 +27,7 @@ from ausil_lib.localisation.metrics import localisation_metrics
 from ausil_lib.localisation.segments import Located, Segment, read_segments
 from ausil_lib.localisation.truth import corpus_truth
 from ausil_lib.report.stats import Interval, bootstrap_pooled
-from ausil_lib.report.tables import CI_HEADER, _ci_text, _finding, _verdict, difference_ci_text, run_label
+from ausil_lib.report.tables import CI_HEADER, ci_text, difference_ci_text, finding, run_label, verdict
 
 __all__ = [
     "COUNTS",
@@ -167,7 +167,7 @@ def localisation_table(root: PathLike) -> pd.DataFrame:
         detected, truth = _segments(root, method, set_name), truths[set_name]
         intervals = localisation_intervals(detected, truth) if detected is not None and truth is not None else {}
         for key in CI_COLUMNS:
-            row[ci_header(key)] = _ci_text(intervals[key]) if key in intervals and intervals[key].n else pd.NA
+            row[ci_header(key)] = ci_text(intervals[key]) if key in intervals and intervals[key].n else pd.NA
         row["queries"] = intervals["F1"].n if intervals else pd.NA
         rows[(method, set_name)] = row
     columns = [c for key, label in LOCALISATION_COLUMNS.items() for c in (label, *_ci_of(key))] + ["queries"]
@@ -211,7 +211,7 @@ def localisation_comparison(root: PathLike, sets: Sequence[str] = LOCALISATION_S
             DIFFERENCE: diff.estimate,
             CI_HEADER: difference_ci_text(diff),
             "queries": diff.n,
-            "verdict": _verdict(a, b, diff),
+            "verdict": verdict(a, b, diff),
         }
         for set_name, a, b, diff in _comparisons(root, sets)
     ]
@@ -220,7 +220,7 @@ def localisation_comparison(root: PathLike, sets: Sequence[str] = LOCALISATION_S
 
 def localisation_findings(root: PathLike, sets: Sequence[str] = LOCALISATION_SETS) -> list[str]:
     """One sentence per comparison of :func:`localisation_comparison`, worded as the mAP findings."""
-    return [_finding(f"{set_name} (localisation F1)", a, b, diff) for set_name, a, b, diff in _comparisons(root, sets)]
+    return [finding(f"{set_name} (localisation F1)", a, b, diff) for set_name, a, b, diff in _comparisons(root, sets)]
 
 
 # --------------------------------------------------------------------------- figure

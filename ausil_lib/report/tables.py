@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from pandas.io.formats.style import Styler
 
 from ausil_lib.core.formats import (
     PathLike,
@@ -57,7 +58,12 @@ __all__ = [
     "cross_corpus_table",
     "real_dataset_table",
     "discover_runs",
+    "ci_text",
+    "difference_ci_text",
+    "finding",
     "formatted",
+    "shown",
+    "verdict",
     "gamma_table",
     "load_metrics",
     "main_table",
@@ -330,7 +336,8 @@ def ci_column(set_name: str) -> str:
     return f"this run, {set_name} {int(LEVEL * 100)} % CI"
 
 
-def _ci_text(interval: Interval) -> str:
+def ci_text(interval: Interval) -> str:
+    """An interval as every table shows it (low–high, 3 decimals), or "not run" when nothing was measured."""
     return NOT_RUN if math.isnan(interval.estimate) else f"{interval.low:.3f}–{interval.high:.3f}"
 
 
@@ -348,7 +355,7 @@ def main_table(root: PathLike) -> pd.DataFrame:
                 for s in SETS
                 for key, value in (
                     (run_column(s), _map(metrics, run, s)),
-                    (ci_column(s), _ci_text(map_interval(root, run, s))),
+                    (ci_column(s), ci_text(map_interval(root, run, s))),
                     *((f"this run, {s} {n}", _metric(metrics, run, s, k)) for k, n in SUMMARY_METRICS.items()),
                 )
             },
@@ -481,7 +488,7 @@ def _sweep_table(root: PathLike, sweep: str) -> pd.DataFrame:
         rows[value] = {
             "run": run,
             run_column(SWEEP_SET): _map(metrics, run, SWEEP_SET),
-            ci_column(SWEEP_SET): _ci_text(map_interval(root, run, SWEEP_SET)) if run else NOT_RUN,
+            ci_column(SWEEP_SET): ci_text(map_interval(root, run, SWEEP_SET)) if run else NOT_RUN,
             **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, paper.get(value, (NAN, NAN)), strict=True)},
         }
     return _frame(rows, index_name)
@@ -876,7 +883,7 @@ def comparison_table(
             "mAP(a) − mAP(b)": diff.estimate,
             CI_HEADER: difference_ci_text(diff),
             "queries": diff.n,
-            "verdict": _verdict(a, b, diff),
+            "verdict": verdict(a, b, diff),
         }
         for set_name, a, b, _, diff in _comparisons(root, groups, sets)
     ]
@@ -888,13 +895,15 @@ def difference_ci_text(diff: Interval) -> str:
     return f"{diff.low:+.3f} to {diff.high:+.3f}"
 
 
-def _verdict(a: str, b: str, diff: Interval) -> str:
+def verdict(a: str, b: str, diff: Interval) -> str:
+    """The comparison tables' last column: an ordering only where the paired CI excludes 0."""
     if not diff.excludes_zero:
         return "no significant difference"
     return f"{a} better" if diff.estimate > 0 else f"{b} better"
 
 
-def _finding(set_name: str, a: str, b: str, diff: Interval) -> str:
+def finding(set_name: str, a: str, b: str, diff: Interval) -> str:
+    """One key-finding sentence for a paired difference a − b, worded by whether its CI excludes 0."""
     if not diff.excludes_zero:
         return (
             f"On {set_name}, no significant difference between {a} and {b} "
@@ -937,7 +946,7 @@ def findings(root: PathLike, groups: Sequence[str] = COMPARISON_GROUPS, sets: Se
             made = {m: i for m, i in intervals.items() if i.n}
             if made:
                 out.append(_highest(root, set_name, made))
-        out += [_finding(s, a, b, diff) for s, a, b, _, diff in comparisons if s == set_name]
+        out += [finding(s, a, b, diff) for s, a, b, _, diff in comparisons if s == set_name]
     return out
 
 
@@ -957,7 +966,7 @@ def real_findings(root: PathLike) -> list[str]:
         interval = map_interval(root, f"real/{dataset}/{method}", task)
         paper = row["paper AuSiL"]
         beside = f"; the paper's AuSiL: {paper:.3f}" if not math.isnan(paper) else ""
-        ci = f"{CI_HEADER} {_ci_text(interval)}, " if interval.n else ""
+        ci = f"{CI_HEADER} {ci_text(interval)}, " if interval.n else ""
         out.append(f"{dataset}, {task}: {method} mAP {row['mAP']:.3f} ({ci}{row['queries']} queries){beside}.")
     return out
 
@@ -1029,6 +1038,13 @@ def formatted(frame: pd.DataFrame, number_format: str = ".3f", missing: str = NO
         shown = NOT_IN_PAPER if str(column).startswith(PAPER_PREFIX) else missing
         out[column] = [_cell(v, shown, number_format) for v in frame[column]]
     return out
+
+
+def shown(frame: pd.DataFrame, number_format: str = ".3f", missing: str = NOT_RUN) -> pd.DataFrame | Styler:
+    """What a page displays: `formatted`, without pandas' 0, 1, 2 ... row numbers where the rows have no
+    index of their own (a reader takes them for data)."""
+    out = formatted(frame, number_format, missing)
+    return out.style.hide(axis="index") if isinstance(frame.index, pd.RangeIndex) else out
 
 
 def _finish(fig: Figure) -> Figure:

@@ -6,9 +6,11 @@ import hashlib
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from ausil_lib.core.formats import atomic_write_json, write_annotations, write_ids, write_results, write_unavailable
@@ -393,3 +395,15 @@ def test_provenance_and_page_title(fake_root: Path) -> None:
     assert str(fake_root) not in line
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("text\n\n# Title (x)\nmore")])
     assert report.page_title(notebook) == "Title (x)"
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_shown_hides_row_numbers_only(labelled: bool) -> None:
+    frame = pd.DataFrame({"set": ["test", "test_speed"], "mAP": [0.5, float("nan")]})
+    if labelled:
+        frame = frame.set_index("set")
+    html = report.shown(frame).to_html()
+    cells = re.findall(r"<th[^>]*>([^<]*)</th>", html)
+    assert ("0" in cells) is False  # pandas' row number never shows
+    assert ("test_speed" in cells) is labelled  # a labelled index stays as row headers
+    assert report.NOT_RUN in html
