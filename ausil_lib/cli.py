@@ -400,7 +400,9 @@ def cmd_locate_evaluate(args: argparse.Namespace) -> int:
     from .localisation.truth import corpus_truth
 
     detected = read_segments(args.segments)
-    truth = corpus_truth(args.log, read_annotations(args.annotations))
+    if (args.truth is None) == (args.annotations is None):
+        raise ValueError("locate-evaluate needs exactly one of --annotations (with --log) or --truth")
+    truth = read_segments(args.truth) if args.truth else corpus_truth(args.log, read_annotations(args.annotations))
     metrics = localisation_metrics(detected, truth)
     atomic_write_json(args.metrics, metrics)
     if args.example:
@@ -776,13 +778,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "locate-evaluate",
         cmd_locate_evaluate,
-        "segment-level localisation scores against the embedded corpus's construction log",
+        "segment-level localisation scores against true segment pairs",
         "Score a segments JSON against the true segment pairs of every DA pair of an annotation (from the "
-        "construction log): VCDB-style segment precision, recall and F1, mean temporal IoU, mean speed error.",
+        "embedded corpus's construction log), or against a segments JSON of true pairs (--truth: a VCDB "
+        "task's true_segments.json from `ausil dataset benchmarks`): VCDB-style segment precision, recall "
+        "and F1, mean temporal IoU, mean speed error.",
     )
     p.add_argument("--segments", required=True, help="segments JSON (ausil locate)")
     p.add_argument("--log", default="data/corpus/construction_log.json", help="construction log (default: %(default)s)")
-    p.add_argument("--annotations", required=True, help="annotation JSON of the benchmark")
+    p.add_argument("--annotations", default=None, help="annotation JSON of an embedded-corpus benchmark (with --log)")
+    p.add_argument("--truth", default=None, help="true segment pairs as a segments JSON (instead of --annotations)")
     p.add_argument("--metrics", required=True, help="metrics JSON to write")
     p.add_argument("--example", default=None, help="example map JSON (ausil locate --example): add its true segments")
 

@@ -189,8 +189,11 @@ def detect_segments(sim: np.ndarray, geo: MapGeometry, cfg: LocalisationConfig) 
         seed = int(np.nanargmax(line))
         first, last = _run(line, seed, 0.5 * float(line[seed]), gap)
         run = np.arange(int(np.ceil(first)), int(np.floor(last)) + 1)
+        on_line = _along(z, slope, intercept)[run]
+        if not np.isfinite(on_line).any():  # a run between two rows (or off the map) is no band
+            continue
         j = intercept + slope * run
-        significance = float(np.nanmean(_along(z, slope, intercept)[run])) * np.sqrt(max(run.size / per_window, 1.0))
+        significance = float(np.nanmean(on_line)) * np.sqrt(max(run.size / per_window, 1.0))
         q, v = _ends(first, last, slope, intercept, sim.shape, geo)
         if significance < cfg.threshold_z or q[1] - q[0] < cfg.min_duration_s or v[1] <= v[0]:
             continue

@@ -1,17 +1,20 @@
-"""True segment pairs of the embedded corpus, from its construction log alone.
+"""True segment pairs: the embedded corpus's from its construction log, VCDB's from its annotation.
 
 A query is piece [a, b) of recording R (source seconds). A database clip is its content pieces played
 one after another, each at its `speed` (a speed copy plays every piece `speed` times faster). Every
 content piece of R that shares source time with [a, b) is one true pair: query time = source - a,
 video time = where the piece starts in the clip + (source - piece start) / speed. Pairs the corpus
 labels DA (shared >= min_shared_s) are the ones listed.
+
+VCDB annotates copied segment pairs directly (video a from..to, video b from..to; see
+datasets/real/loaders.py): each is a true pair both ways round, query a in video b and query b in video a.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..core.formats import atomic_write_json
 from ..core.labels import DA
@@ -43,6 +46,26 @@ def corpus_truth(log_path: str | os.PathLike[str], annotations: Mapping[str, Map
         for q, labels in annotations.items()
         if q in clips
     }
+
+
+SpanPair = tuple[str, str, Sequence[float], Sequence[float]]  # (a, b, (a_start, a_end), (b_start, b_end))
+
+
+def span_pair_truth(pairs: Iterable[SpanPair]) -> Located:
+    """{query: {video: true segments}} from annotated segment pairs, each taken both ways round.
+
+    speed = query duration / video duration of the pair (as `ausil locate` reports it); a span of zero
+    length (VCDB marks a few single instants) gets speed 1. A video paired with itself is left out: a
+    query is never ranked against itself."""
+    out: Located = {}
+    for a, b, (a0, a1), (b0, b1) in pairs:
+        if a == b:
+            continue
+        a0, a1, b0, b1 = float(a0), float(a1), float(b0), float(b1)
+        for q, v, (q0, q1), (v0, v1) in ((a, b, (a0, a1), (b0, b1)), (b, a, (b0, b1), (a0, a1))):
+            speed = (q1 - q0) / (v1 - v0) if q1 > q0 and v1 > v0 else 1.0
+            out.setdefault(q, {}).setdefault(v, []).append(Segment(q0, q1, v0, v1, 1.0, speed))
+    return out
 
 
 def add_truth_to_example(path: str | os.PathLike[str], truth: Located) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,19 @@ def test_a_band_reaching_the_edge_reaches_the_clip_edge() -> None:
     s = detect_segments(sim, MapGeometry(STEP, WINDOW, 16.5, 32.0), CFG)[0]
     assert s.query_start == 0.0 and s.video_start == pytest.approx(10.0, abs=0.6)
     assert s.query_end == 16.5 and s.video_end == pytest.approx(26.5, abs=0.6)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_isolated_spikes_give_no_nan_band(seed: int) -> None:
+    """Small maps of noise with a few single hot cells: a run can fall between two rows, whose mean
+    would be NaN and pass any threshold (seed 11 did, before runs without a cell were dropped)."""
+    rng = np.random.default_rng(seed)
+    nq, nv = int(rng.integers(8, 60)), int(rng.integers(8, 80))
+    sim = 0.05 * rng.standard_normal((nq, nv))
+    for _ in range(3):
+        sim[rng.integers(0, nq), rng.integers(0, nv)] += rng.uniform(0.3, 1.0)
+    geo = MapGeometry(STEP, WINDOW, (nq - 1) * STEP + WINDOW, (nv - 1) * STEP + WINDOW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" is how the NaN run showed
+        segs = detect_segments(sim, geo, CFG)
+    assert all(np.isfinite([s.score, s.speed, s.query_start, s.video_end]).all() for s in segs)

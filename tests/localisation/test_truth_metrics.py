@@ -9,7 +9,7 @@ import pytest
 
 from ausil_lib.localisation.metrics import localisation_metrics, segment_iou
 from ausil_lib.localisation.segments import Segment, read_segments, write_segments
-from ausil_lib.localisation.truth import clip_truth, corpus_truth
+from ausil_lib.localisation.truth import clip_truth, corpus_truth, span_pair_truth
 
 
 def piece(rec: str, a: float, b: float, speed: float = 1.0, role: str = "content") -> dict:
@@ -59,3 +59,13 @@ def test_segments_round_trip(tmp_path: Path) -> None:
     located = {"q": {"v": [Segment(1.0, 2.5, 3.0, 4.0, 0.7, 1.5)], "w": []}}
     write_segments(tmp_path / "s.json", located)
     assert read_segments(tmp_path / "s.json") == located
+
+
+def test_span_pairs_both_ways_round() -> None:
+    truth = span_pair_truth([("a", "b", (2.0, 10.0), (60.0, 64.0)), ("b", "b", (0.0, 1.0), (5.0, 6.0))])
+    assert truth == {
+        "a": {"b": [Segment(2.0, 10.0, 60.0, 64.0, 1.0, 2.0)]},  # the query's 8 s play in 4 s of the video
+        "b": {"a": [Segment(60.0, 64.0, 2.0, 10.0, 1.0, 0.5)]},  # a video paired with itself is left out
+    }
+    (instant,) = span_pair_truth([("a", "b", (3.0, 3.0), (7.0, 9.0))])["a"]["b"]
+    assert instant.speed == 1.0

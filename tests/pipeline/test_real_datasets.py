@@ -25,6 +25,7 @@ import yaml
 from ausil_lib.audio.decode import encode
 from ausil_lib.core.formats import read_annotations, read_ids, read_video_list
 from ausil_lib.features.store import FeatureStore
+from ausil_lib.localisation.segments import Segment, read_segments
 from ausil_lib.models.ausil import AuSiL
 from ausil_lib.models.backbone import KumarCNN, save_state
 from ausil_lib.retrieval.evaluation import evaluate
@@ -247,5 +248,31 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert not failures
     mac = evaluate(read_annotations(bench / "annotation.json"), results, ["DA"], read_ids(bench / "dataset_ids.txt"))
     assert mac.map == 1.0
+    # VCDB's annotated segment pairs become each split's true segments, both ways round (the fixture's
+    # rows: video 0 at 2-10 s = video 1 at 3-11 s, video 1 at 3-11 s = video 2 at 4-12 s), and
+    # `ausil locate-evaluate --truth` scores a localisation against them
+    vcdb = work / "data" / "real" / "vcdbmini" / "bench"
+    names = {
+        topic: [hashlib.sha1(f"{topic}{i}".encode()).hexdigest() for i in range(3)] for topic in ("ballgame", "speech")
+    }
+    for split in ("train", "val"):
+        truth = read_segments(vcdb / split / "true_segments.json")
+        (topic,) = [t for t, vids in names.items() if vids[0] in truth]
+        v0, v1, v2 = names[topic]
+        assert truth == {
+            v0: {v1: [Segment(2.0, 10.0, 3.0, 11.0)]},
+            v1: {v0: [Segment(3.0, 11.0, 2.0, 10.0)], v2: [Segment(3.0, 11.0, 4.0, 12.0)]},
+            v2: {v1: [Segment(4.0, 12.0, 3.0, 11.0)]},
+        }
+    val = vcdb / "val"
+    run(
+        "ausil", "locate", "--method", "spectro-slides", "--queries", str(val / "queries.txt"),
+        "--database", str(val / "database.txt"), "--features-dir", ".cache/locate", "--output", "located.json",
+        "--no-progress",
+    )  # fmt: skip
+    run("ausil", "locate-evaluate", "--segments", "located.json", "--truth", str(val / "true_segments.json"),
+        "--metrics", "located_metrics.json")  # fmt: skip
+    scores = json.loads((work / "located_metrics.json").read_text())
+    assert scores["n"] == 4 and scores["R"] >= 0.5  # the shared 10 s are found in at least half of the true pairs
     # a finished stage has nothing left to do
     assert "up to date" in run("dvc", "status", "dataset_evaluate@fivrmini")

@@ -8,7 +8,7 @@ For a dataset NAME (a key of `datasets`), everything lives under `<datasets.root
     wanted_ids.txt    the videos the tasks need
     videos/           the media: yt-dlp downloads (FIVR) or extracted archives (SVD, VCDB, EVVE)
     speed/            the queries re-rendered at the speed factors (audio tasks)
-    bench/<task>/     queries.txt, database.txt, dataset_ids.txt, annotation.json
+    bench/<task>/     queries.txt, database.txt, dataset_ids.txt, annotation.json (VCDB: + true_segments.json)
     all_videos.txt    every file the features stage extracts
     benchmarks.json   per task: relevant / ignored labels, counts, what was missing
 
@@ -122,6 +122,8 @@ def compose_tasks(cfg: DatasetConfig, base: Path) -> tuple[dict[str, dict[str, A
         report.counts.update(copy_pairs=len(pairs), topics=len({p.topic for p in pairs}))
         for split, sub in ds.vcdb_splits(pairs, cfg.val_topics, cfg.seed).items():
             tasks[split] = _task(sub, [DA], role="training")
+            videos = set(sub.database)  # topics are disjoint, so a pair's videos are in one split only
+            tasks[split]["segments"] = [[p.a, p.b, *p.a_span, *p.b_span] for p in pairs if p.a in videos]
     else:
         report = ds.LoadReport()
         events = ds.load_evve(_raw_path(base, cfg, "annots_dir"))
@@ -427,6 +429,8 @@ def stage_benchmarks(params: Params, name: str, progress: bool = True) -> dict[s
                 report.note(f"task {b.name}: no query could be obtained; not written")
                 continue
             b.write(base / "bench")
+            if "segments" in spec and b is bench:
+                _write_true_segments(base / "bench" / b.name / TRUE_SEGMENTS, spec["segments"], b)
             summary[b.name] = {
                 "queries": len(b.queries),
                 "database": len(b.database),
@@ -439,6 +443,19 @@ def stage_benchmarks(params: Params, name: str, progress: bool = True) -> dict[s
     out = {"dataset": name, "tasks": summary, "report": report.to_dict()}
     atomic_write_json(base / "benchmarks.json", out)
     return out
+
+
+TRUE_SEGMENTS = "true_segments.json"  # VCDB tasks: the annotated segment pairs, for `ausil locate-evaluate --truth`
+
+
+def _write_true_segments(path: Path, rows: list[list[Any]], bench: ds.TaskFiles) -> None:
+    """The annotated segment pairs among the obtained videos, both ways round, in the segments format."""
+    from ...localisation.segments import write_segments
+    from ...localisation.truth import span_pair_truth
+
+    truth = span_pair_truth((a, b, (a0, a1), (b0, b1)) for a, b, a0, a1, b0, b1 in rows)
+    kept = {q: {v: s for v, s in videos.items() if v in bench.database} for q, videos in truth.items()}
+    write_segments(path, {q: videos for q, videos in kept.items() if q in bench.queries})
 
 
 # ------------------------------------------------------------------ stage 6: evaluation
