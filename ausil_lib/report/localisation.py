@@ -40,6 +40,7 @@ __all__ = [
     "localisation_findings",
     "localisation_intervals",
     "localisation_table",
+    "method_label",
     "pooled",
     "query_counts",
 ]
@@ -142,7 +143,8 @@ def _others(root: PathLike) -> list[str]:
     return sorted(p.name for p in Path(root, "results", "localisation").glob("*") if p.is_dir() and p.name != REFERENCE)
 
 
-def _label(method: str) -> str:
+def method_label(method: str) -> str:
+    """A localisation method's name as tables print it."""
     return "AuSiL" if method == REFERENCE else run_label(method)
 
 
@@ -196,7 +198,7 @@ def _comparisons(root: PathLike, sets: Sequence[str]) -> list[tuple[str, str, st
             if other is not None:
                 diff = f1_difference(reference, other, truth)
                 if diff.n:
-                    out.append((set_name, _label(REFERENCE), _label(method), diff))
+                    out.append((set_name, method_label(REFERENCE), method_label(method), diff))
     return out
 
 

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from ..core.formats import atomic_write_text
 
 
@@ -90,6 +92,41 @@ def results_table(root: Path) -> str:
         f"{markdown(compact)}\n\n{backbone_note(root)}\n\nThe paper's columns are other datasets (FIVR-200K_a, "
         "SVD_a) and are shown for orientation only."
     )
+
+
+def localisation_section(root: Path) -> str:
+    """Issue 15's table (one row per method and set; F1 and mean IoU with their 95 % intervals over
+    queries) and its paired F1 findings, from metrics/ and results/localisation/."""
+    from .localisation import (
+        CI_COLUMNS,
+        LOCALISATION_COLUMNS,
+        ci_header,
+        localisation_findings,
+        localisation_table,
+        method_label,
+    )
+    from .tables import NOT_RUN
+
+    table = localisation_table(root)
+    if table.empty:
+        return f"*{NOT_RUN}*: the `locate` stages have not run."
+
+    def cell(row, key: str) -> str:
+        value = row[LOCALISATION_COLUMNS[key]]
+        if value is None or pd.isna(value):
+            return NOT_RUN
+        text = str(int(value)) if key == "n" else f"{value:.3f}"
+        ci = row[ci_header(key)] if key in CI_COLUMNS else None
+        return f"{text} [{ci}]" if isinstance(ci, str) else text
+
+    header = ["method", "set"] + [
+        f"{label} [95 % CI]" if key in CI_COLUMNS else label for key, label in LOCALISATION_COLUMNS.items()
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (method, set_name), row in table.iterrows():
+        cells = [method_label(method), set_name, *(cell(row, key) for key in LOCALISATION_COLUMNS)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", *(f"- {line}" for line in localisation_findings(root))])
 
 
 def findings_list(root: Path) -> str:
@@ -174,6 +211,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
 ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "results": ("metrics", results_table),
     "findings": ("metrics", findings_list),
+    "localisation": ("metrics/localisation", localisation_section),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }
