@@ -52,7 +52,17 @@ def test_committed_readme_matches_the_committed_reports() -> None:
     `ausil readme` renders from the committed reports and params.yaml: no stale or hand-edited number."""
     root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text(encoding="utf-8")
-    assert render(text, root) == text, "README.md is stale: run `ausil readme`"
+    rendered = render(text, root)
+    if not (root / "data" / "corpus" / "construction_log.json").is_file():
+        # a clone without the DVC data: the localisation intervals need the corpus's true segments, so
+        # that section alone cannot be re-rendered here: its table's point values still are (its findings
+        # need the truth too)
+        section = re.compile(r"<!-- localisation:begin -->.*?<!-- localisation:end -->", re.S)
+        strip_ci = re.compile(r" \[[0-9.]+–[0-9.]+\]")
+        rows = [strip_ci.sub("", line) for line in section.search(text).group(0).splitlines() if line.startswith("|")]
+        assert rows == [line for line in section.search(rendered).group(0).splitlines() if line.startswith("|")]
+        text, rendered = section.sub("", text), section.sub("", rendered)
+    assert rendered == text, "README.md is stale: run `ausil readme`"
 
 
 def test_readme_layout_lists_every_module() -> None:
