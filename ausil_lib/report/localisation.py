@@ -41,6 +41,7 @@ __all__ = [
     "localisation_intervals",
     "localisation_table",
     "method_label",
+    "speed_breakdown",
     "pooled",
     "query_counts",
 ]
@@ -223,6 +224,39 @@ def localisation_comparison(root: PathLike, sets: Sequence[str] = LOCALISATION_S
 def localisation_findings(root: PathLike, sets: Sequence[str] = LOCALISATION_SETS) -> list[str]:
     """One sentence per comparison of :func:`localisation_comparison`, worded as the mAP findings."""
     return [finding(f"{set_name} (localisation F1)", a, b, diff) for set_name, a, b, diff in _comparisons(root, sets)]
+
+
+def _at_speed(truth: _Segments, speed: float) -> Located:
+    """The true segments of one speed (rounded to 3 decimals, as the corpus's factors are given)."""
+    out: Located = {}
+    for q, videos in truth.items():
+        for v, segs in videos.items():
+            kept = [s for s in segs if round(s.speed, 3) == speed]
+            if kept:
+                out.setdefault(q, {})[v] = kept
+    return out
+
+
+def speed_breakdown(root: PathLike, set_name: str = "test_speed") -> pd.DataFrame:
+    """Recall and speed error of each method per true speed of the set (rows), from the segments files and
+    the corpus truth; empty when either is absent. Precision has no per-speed value (a false detection has
+    no true speed), so only the true-segment side is split: R = hit / true pairs of that speed, speed
+    error = mean |detected / true speed - 1| over those hits, both by localisation_metrics itself."""
+    truth = _truth(root, set_name)
+    methods = [m for m in [REFERENCE, *_others(root)] if _segments(root, m, set_name) is not None]
+    if truth is None or not methods:
+        return pd.DataFrame()
+    speeds = sorted({round(s.speed, 3) for videos in truth.values() for segs in videos.values() for s in segs})
+    per_speed = {speed: _at_speed(truth, speed) for speed in speeds}
+    frame = pd.DataFrame(index=pd.Index(speeds, name="true speed"))
+    frame["true segments"] = [sum(len(s) for v in per_speed[x].values() for s in v.values()) for x in speeds]
+    for method in methods:
+        detected = _segments(root, method, set_name)
+        scores = [localisation_metrics(detected, per_speed[x]) for x in speeds]
+        frame[(method_label(method), "R")] = [m["R"] for m in scores]
+        frame[(method_label(method), "speed error")] = [m["dspd"] if m["dspd"] is not None else np.nan for m in scores]
+    frame.columns = pd.MultiIndex.from_tuples([c if isinstance(c, tuple) else (c, "") for c in frame.columns])
+    return frame
 
 
 # --------------------------------------------------------------------------- figure

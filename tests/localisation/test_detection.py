@@ -37,7 +37,7 @@ def test_robust_z_is_median_and_mad() -> None:
     assert z[0, 0] == pytest.approx(-2.5 / (1.4826 * 1.5))
 
 
-@pytest.mark.parametrize("speed", [1.0, 1.5, 0.75])
+@pytest.mark.parametrize("speed", [1.0, 1.5, 0.75, 0.5, 2.0])  # 0.5 and 2: the ends of the searched range
 def test_one_band_ends_and_speed(speed: float) -> None:
     sim = band_map(80, 120, [(5.0, 13.0, 10.0, speed)])
     segs = detect_segments(sim, MapGeometry(STEP, WINDOW, 22.0, 32.0), CFG)

@@ -78,3 +78,9 @@ def test_report_intervals_and_comparison(tmp_path: Path) -> None:
     assert comparison["F1(a) − F1(b)"].tolist() == pytest.approx([f1])
     (finding,) = report.localisation_findings(tmp_path)
     assert finding.startswith("On test (localisation F1), AuSiL beats Dejavu by 0.67")
+    # per true speed: the embedded piece (speed 1) hit by AuSiL only, the x1.5 copy missed by both
+    breakdown = report.speed_breakdown(tmp_path, "test")
+    assert breakdown.index.tolist() == [1.0, 1.5] and breakdown["true segments"].tolist() == [1, 1]
+    assert breakdown[("AuSiL", "R")].tolist() == [1.0, 0.0] and breakdown[("Dejavu", "R")].tolist() == [0.0, 0.0]
+    assert breakdown[("AuSiL", "speed error")].iloc[0] == 0.0 and pd.isna(breakdown[("AuSiL", "speed error")].iloc[1])
+    assert report.speed_breakdown(tmp_path / "nothing").empty
