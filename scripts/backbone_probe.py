@@ -10,6 +10,7 @@ name, with the commit and the settings that made them; the ablations notebook sh
     python scripts/backbone_probe.py --name steps400 --max-steps 400 --snapshots 100,200,400
     python scripts/backbone_probe.py --name untrained --random
     python scripts/backbone_probe.py --name temp0.05 --set temperature=0.05
+    python scripts/backbone_probe.py --name shipped-bn-identity --weights models/backbone.pt --bn-identity
 
 Run from the repository root after `make repro` (it reads data/sources, data/corpus, data/cross_corpus).
 """
@@ -61,6 +62,14 @@ def extractor(params: Params, model: KumarCNN, label: str) -> Extractor:
     return Extractor(mac, info, FeatureConfig.from_params(params), params.audio, params.extract.batch_size)
 
 
+def reset_batchnorm(model: torch.nn.Module) -> None:
+    """Running mean 0 and variance 1 in every BatchNorm, as a freshly built network has them: the
+    untrained network's lead on original queries comes mostly from this (docs/history.md)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+
+
 def videos_to_extract() -> dict[str, dict[str, str]]:
     """{feature subdir: {video id: path}}: the PCA sample of train, and every set's database."""
     train = read_video_list("data/corpus/train/database.txt")
@@ -94,6 +103,12 @@ def main() -> None:
     ap.add_argument("--snapshots", default="", help="comma-separated steps to score (default: the last)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="backbone_training override")
     ap.add_argument("--random", action="store_true", help="score the untrained, seeded backbone instead")
+    ap.add_argument("--weights", default=None, help="score this trained backbone file (ausil format) instead")
+    ap.add_argument(
+        "--bn-identity",
+        action="store_true",
+        help="score with every BatchNorm's running statistics reset to mean 0, variance 1 (an untrained network's)",
+    )
     ap.add_argument("--work", default=".cache/backbone_probe", help="snapshots and features (default: %(default)s)")
     ap.add_argument("--output", default="reports/ablations/backbone_probe.json")
     args = ap.parse_args()
@@ -109,7 +124,11 @@ def main() -> None:
     wanted = sorted({int(s) for s in args.snapshots.split(",") if s} | ({0} if args.random else {cfg.max_steps}))
     snapshots: dict[int, Path] = {}
     train_s = None
-    if args.random:
+    if args.weights:
+        blob = torch.load(args.weights, map_location="cpu", weights_only=True)
+        torch.save(blob["state_dict"], work / "step0.pt")
+        wanted, snapshots = [0], {0: work / "step0.pt"}
+    elif args.random:
         torch.manual_seed(params.backbone.random_seed)
         torch.save(KumarCNN().state_dict(), work / "step0.pt")
         snapshots[0] = work / "step0.pt"
@@ -136,6 +155,8 @@ def main() -> None:
     for step, path in snapshots.items():
         model = KumarCNN()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        if args.bn_identity:
+            reset_batchnorm(model)
         feat_dir = work / f"features_step{step}"
         ex = extractor(params, model, f"probe {args.name} step {step}")
         start = time.perf_counter()
@@ -150,11 +171,13 @@ def main() -> None:
             "steps": step,
             "backbone": "untrained (random, seeded)" if args.random else "trained",
             "overrides": overrides,
+            "weights": args.weights,
+            "bn_identity": args.bn_identity,
             **score(params, feat_dir),
             "train_seconds": train_s,
             "extract_seconds": extract_s,
             "commit": commit,
-            "config": plain(params.backbone_training) if not args.random else None,
+            "config": None if args.random or args.weights else plain(params.backbone_training),
         }
         print(key, json.dumps({k: v for k, v in rows[key].items() if k.endswith(("mac", "mac_w"))}), flush=True)
         atomic_write_json(out_path, dict(sorted(rows.items())))

@@ -390,6 +390,17 @@ PROBE_COLUMNS = {
 }
 
 
+def _probe_overrides(row: Mapping[str, Any]) -> str:
+    """What a probe row changed: its backbone_training overrides, the weights file it scored instead of
+    training, and whether BatchNorm's running statistics were reset before scoring."""
+    parts = [f"{k}={v}" for k, v in sorted(row["overrides"].items())]
+    if row.get("weights"):
+        parts.append(f"weights {row['weights']}")
+    if row.get("bn_identity"):
+        parts.append("BatchNorm running statistics reset to mean 0, variance 1")
+    return ", ".join(parts) or "-"
+
+
 def backbone_probe_table(root: PathLike) -> pd.DataFrame:
     """Backbone recipes scored by scripts/backbone_probe.py (plain descriptors, no AuSiL network, never
     on `test`): one row per recipe and training step, as the script wrote them."""
@@ -400,7 +411,7 @@ def backbone_probe_table(root: PathLike) -> pd.DataFrame:
                 "recipe": r["name"],
                 "backbone": r["backbone"],
                 "steps": r["steps"],
-                "overrides": ", ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items())) or "-",
+                "overrides": _probe_overrides(r),
                 **{label: r.get(key, NAN) for key, label in PROBE_COLUMNS.items()},
                 "commit": r["commit"],
             }

@@ -339,11 +339,19 @@ def test_backbone_probe_table(tmp_path: Path) -> None:
         "steps@200": {**row, "name": "steps", "steps": 200},
         "steps@100": {**row, "name": "steps", "steps": 100, "val_mac_w": 0.7},
         "untrained@0": {**row, "name": "untrained", "steps": 0, "backbone": "untrained", "overrides": {"x": 1}},
+        "reset@0": {**row, "name": "reset", "steps": 0, "weights": "models/b.pt", "bn_identity": True},
     }
     atomic_write_json(tmp_path / report.PROBE_FILE, rows)
     table = report.backbone_probe_table(tmp_path)
-    assert table[["recipe", "steps"]].values.tolist() == [["steps", 100], ["steps", 200], ["untrained", 0]]
-    assert table["val, MAC + W"].tolist() == [0.7, 0.8, 0.8] and table["overrides"].tolist() == ["-", "-", "x=1"]
+    assert table[["recipe", "steps"]].values.tolist() == [
+        ["reset", 0],
+        ["steps", 100],
+        ["steps", 200],
+        ["untrained", 0],
+    ]
+    assert table["val, MAC + W"].tolist() == [0.8, 0.7, 0.8, 0.8]
+    reset = "weights models/b.pt, BatchNorm running statistics reset to mean 0, variance 1"
+    assert table["overrides"].tolist() == [reset, "-", "-", "x=1"]
     assert math.isnan(table["cross-corpus val, MAC + W"].iloc[0])  # a column the script did not fill
 
 
