@@ -113,6 +113,8 @@ def localisation_section(root: Path) -> str:
 
     def cell(row, key: str) -> str:
         value = row[LOCALISATION_COLUMNS[key]]
+        if key == "dspd" and (value is None or pd.isna(value)):
+            return "no hits"  # the speed error is a mean over hit pairs
         if value is None or pd.isna(value):
             return NOT_RUN
         text = str(int(value)) if key == "n" else f"{value:.3f}"
