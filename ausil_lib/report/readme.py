@@ -131,6 +131,19 @@ def localisation_section(root: Path) -> str:
     return "\n".join(lines + ["", *(f"- {line}" for line in localisation_findings(root))])
 
 
+def probe_section(root: Path) -> str:
+    """Issue 13's backbone probes (scripts/backbone_probe.py): plain-descriptor mAP per recipe and step."""
+    from .tables import NOT_RUN, PROBE_COLUMNS, backbone_probe_table
+
+    table = backbone_probe_table(root)
+    if table.empty:
+        return f"*{NOT_RUN}*: scripts/backbone_probe.py has written no rows."
+    shown = table.drop(columns=["commit"]).set_index("recipe")
+    for label in PROBE_COLUMNS.values():
+        shown[label] = [f"{v:.3f}" if pd.notna(v) else "–" for v in shown[label]]
+    return markdown(shown)
+
+
 def findings_list(root: Path) -> str:
     """The key findings of the main table (methods against AuSiL, trained against untrained backbone)."""
     from .tables import findings
@@ -214,6 +227,7 @@ ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "results": ("metrics", results_table),
     "findings": ("metrics", findings_list),
     "localisation": ("metrics/localisation", localisation_section),
+    "probe": ("reports/ablations", probe_section),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }
