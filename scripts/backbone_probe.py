@@ -151,7 +151,6 @@ def main() -> None:
         snapshots = {k: work / f"step{k}.pt" for k in wanted}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out_path = Path(args.output)
-    rows = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for step, path in snapshots.items():
         model = KumarCNN()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -166,7 +165,7 @@ def main() -> None:
                 raise SystemExit(f"{feat_dir / sub}: {len(report.failed)} videos failed: {sorted(report.failed)[:5]}")
         extract_s = round(time.perf_counter() - start, 1)
         key = f"{args.name}@{step}"
-        rows[key] = {
+        row = {
             "name": args.name,
             "steps": step,
             "backbone": "untrained (random, seeded)" if args.random else "trained",
@@ -179,8 +178,10 @@ def main() -> None:
             "commit": commit,
             "config": None if args.random or args.weights else plain(params.backbone_training),
         }
-        print(key, json.dumps({k: v for k, v in rows[key].items() if k.endswith(("mac", "mac_w"))}), flush=True)
-        atomic_write_json(out_path, dict(sorted(rows.items())))
+        print(key, json.dumps({k: v for k, v in row.items() if k.endswith(("mac", "mac_w"))}), flush=True)
+        # read just before writing, so that rows another probe wrote meanwhile are kept
+        rows = json.loads(out_path.read_text()) if out_path.is_file() else {}
+        atomic_write_json(out_path, dict(sorted((rows | {key: row}).items())))
 
 
 if __name__ == "__main__":
