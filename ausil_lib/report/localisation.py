@@ -4,7 +4,8 @@ intervals over queries, AuSiL's paired F1 difference with each other method, and
 The scores are those of :func:`ausil_lib.localisation.metrics.localisation_metrics`, the one definition:
 it is called on each query alone, which gives the query's counts (detections, correct detections, true
 pairs, hit pairs, summed IoU), and the pooled scores of any set of queries follow from summed counts
-(P = correct / detections, R = hits / true pairs, F1 from them, mean IoU = summed IoU / true pairs).
+(P = correct / detections, R = hits / true pairs, F1 from them, mean IoU = summed IoU / true pairs,
+speed error = summed speed error / hits).
 The queries are resampled as for mAP (:func:`ausil_lib.report.stats.bootstrap_pooled`).
 
 Kept apart from :mod:`ausil_lib.report.tables` (only the localisation notebook imports it), so that the
@@ -48,9 +49,9 @@ __all__ = [
 
 LOCALISATION_SETS = ("test", "test_speed")
 LOCALISATION_COLUMNS = {"P": "P", "R": "R", "F1": "F1", "tIoU": "mean IoU", "dspd": "speed error", "n": "true segments"}
-CI_COLUMNS = ("F1", "tIoU")  # the scores the table gives an interval
+CI_COLUMNS = ("F1", "tIoU", "dspd")  # the scores the table gives an interval
 REFERENCE = "ausil"  # the method every other one is compared with
-COUNTS = ("detections", "correct", "true", "hits", "iou")  # the columns of query_counts
+COUNTS = ("detections", "correct", "true", "hits", "iou", "speed_error")  # the columns of query_counts
 
 _Segments = Mapping[str, Mapping[str, Sequence[Segment]]]
 
@@ -67,7 +68,8 @@ def query_counts(detected: _Segments, truth: _Segments, queries: Sequence[str] |
         mine = detected.get(q, {})
         m = localisation_metrics({q: mine}, {q: truth.get(q, {})})
         n_det = sum(len(segments) for segments in mine.values())
-        rows.append((n_det, round(m["P"] * n_det), m["n"], round(m["R"] * m["n"]), m["tIoU"] * m["n"]))
+        hits = round(m["R"] * m["n"])
+        rows.append((n_det, round(m["P"] * n_det), m["n"], hits, m["tIoU"] * m["n"], (m["dspd"] or 0.0) * hits))
     return np.array(rows, dtype=float).reshape(len(rows), len(COUNTS))
 
 
@@ -93,12 +95,19 @@ def _mean_iou(sums: np.ndarray) -> np.ndarray:
     return _ratio(sums[:, 4], sums[:, 2])
 
 
+def _speed_error(sums: np.ndarray) -> np.ndarray:
+    """Summed speed error / hits: NaN without hits (localisation_metrics gives None there, not 0)."""
+    hits = sums[:, 3]
+    return np.divide(sums[:, 5], hits, out=np.full_like(hits, np.nan, dtype=float), where=hits > 0)
+
+
 # pooled score of summed counts, shape (m, len(COUNTS)) -> m values; keys as localisation_metrics'
 STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "P": _precision,
     "R": _recall,
     "F1": _f1,
     "tIoU": _mean_iou,
+    "dspd": _speed_error,
 }
 
 
@@ -109,7 +118,7 @@ def pooled(counts: np.ndarray) -> dict[str, float]:
 
 
 def localisation_intervals(detected: _Segments, truth: _Segments) -> dict[str, Interval]:
-    """P, R, F1 and mean IoU with their 95 % bootstrap intervals over queries."""
+    """P, R, F1, mean IoU and speed error with their 95 % bootstrap intervals over queries."""
     counts = query_counts(detected, truth)
     return {key: bootstrap_pooled(counts, statistic) for key, statistic in STATISTICS.items()}
 
@@ -170,7 +179,8 @@ def localisation_table(root: PathLike) -> pd.DataFrame:
         detected, truth = _segments(root, method, set_name), truths[set_name]
         intervals = localisation_intervals(detected, truth) if detected is not None and truth is not None else {}
         for key in CI_COLUMNS:
-            row[ci_header(key)] = ci_text(intervals[key]) if key in intervals and intervals[key].n else pd.NA
+            measured = key in intervals and intervals[key].n and not np.isnan(intervals[key].estimate)
+            row[ci_header(key)] = ci_text(intervals[key]) if measured else pd.NA
         row["queries"] = intervals["F1"].n if intervals else pd.NA
         rows[(method, set_name)] = row
     columns = [c for key, label in LOCALISATION_COLUMNS.items() for c in (label, *_ci_of(key))] + ["queries"]

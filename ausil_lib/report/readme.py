@@ -113,6 +113,8 @@ def localisation_section(root: Path) -> str:
 
     def cell(row, key: str) -> str:
         value = row[LOCALISATION_COLUMNS[key]]
+        if key == "dspd" and (value is None or pd.isna(value)):
+            return "no hits"  # the speed error is a mean over hit pairs
         if value is None or pd.isna(value):
             return NOT_RUN
         text = str(int(value)) if key == "n" else f"{value:.3f}"
@@ -127,6 +129,19 @@ def localisation_section(root: Path) -> str:
         cells = [method_label(method), set_name, *(cell(row, key) for key in LOCALISATION_COLUMNS)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", *(f"- {line}" for line in localisation_findings(root))])
+
+
+def probe_section(root: Path) -> str:
+    """Issue 13's backbone probes (scripts/backbone_probe.py): plain-descriptor mAP per recipe and step."""
+    from .tables import NOT_RUN, PROBE_COLUMNS, backbone_probe_table
+
+    table = backbone_probe_table(root)
+    if table.empty:
+        return f"*{NOT_RUN}*: scripts/backbone_probe.py has written no rows."
+    shown = table.drop(columns=["commit"]).set_index("recipe")
+    for label in PROBE_COLUMNS.values():
+        shown[label] = [f"{v:.3f}" if pd.notna(v) else "–" for v in shown[label]]
+    return markdown(shown)
 
 
 def findings_list(root: Path) -> str:
@@ -212,6 +227,7 @@ ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "results": ("metrics", results_table),
     "findings": ("metrics", findings_list),
     "localisation": ("metrics/localisation", localisation_section),
+    "probe": ("reports/ablations", probe_section),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }

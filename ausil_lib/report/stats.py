@@ -98,7 +98,8 @@ def bootstrap_pooled(
 
     ``counts`` holds one row per query and one column per count; ``statistic`` maps an array of column
     sums, shape (m, columns), to m values. The queries are drawn with replacement as for mAP (same seed,
-    resamples and level), and the statistic is taken of each draw's summed counts.
+    resamples and level), and the statistic is taken of each draw's summed counts. A statistic may be
+    NaN where it is undefined (a speed error without hits): such draws are left out of the percentiles.
     """
     counts = np.asarray(counts, dtype=float)
     n = len(counts)
@@ -112,7 +113,9 @@ def bootstrap_pooled(
         ]
     )
     alpha = (1 - LEVEL) / 2
-    low, high = np.quantile(statistic(sums), [alpha, 1 - alpha])
+    values = statistic(sums)
+    values = values[~np.isnan(values)]  # a draw where the statistic is undefined (e.g. no hits) is left out
+    low, high = np.quantile(values, [alpha, 1 - alpha]) if values.size else (math.nan, math.nan)
     return Interval(float(statistic(counts.sum(axis=0)[None, :])[0]), float(low), float(high), n)
 
 

@@ -29,14 +29,15 @@ def test_query_counts_by_hand() -> None:
         "true": 4,
         "hits": 2,
         "iou": pytest.approx(1.5),
+        "speed_error": 0.0,
     }
-    assert counts.tolist()[2] == [0, 0, 1, 0, 0]  # q2: true segments, no detection, still a query
+    assert counts.tolist()[2] == [0, 0, 1, 0, 0, 0]  # q2: true segments, no detection, still a query
 
 
 def test_pooled_counts_equal_the_whole_set_metrics() -> None:
     whole = localisation_metrics(DETECTED, TRUTH)
     got = loc.pooled(loc.query_counts(DETECTED, TRUTH))
-    assert got == pytest.approx({k: whole[k] for k in ("P", "R", "F1", "tIoU")})
+    assert got == pytest.approx({k: whole[k] for k in ("P", "R", "F1", "tIoU", "dspd")})
     assert (got["P"], got["R"], got["tIoU"]) == pytest.approx((0.5, 0.5, 1.5 / 4))
     intervals = loc.localisation_intervals(DETECTED, TRUTH)
     assert {k: i.estimate for k, i in intervals.items()} == pytest.approx(got)
@@ -47,7 +48,7 @@ def test_pooled_counts_equal_the_whole_set_metrics() -> None:
 def test_identical_queries_give_a_zero_width_interval() -> None:
     truth = {f"q{i}": {"v": [T]} for i in range(6)}
     detected = {q: {"v": [Segment(0.0, 5.0, 0.0, 5.0), Segment(20.0, 30.0, 20.0, 30.0)]} for q in truth}
-    for key, value in {"P": 0.5, "R": 1.0, "F1": 2 / 3, "tIoU": 0.5}.items():
+    for key, value in {"P": 0.5, "R": 1.0, "F1": 2 / 3, "tIoU": 0.5, "dspd": 0.0}.items():
         got = loc.localisation_intervals(detected, truth)[key]
         assert (got.estimate, got.low, got.high) == pytest.approx((value, value, value))
     same = loc.f1_difference(detected, detected, truth)
@@ -71,3 +72,15 @@ def test_pooled_bootstrap_follows_the_map_convention() -> None:
     want = stats.bootstrap_map(ap)
     assert (got.estimate, got.low, got.high, got.n) == pytest.approx((want.estimate, want.low, want.high, want.n))
     assert stats.bootstrap_pooled(np.zeros((0, 2)), lambda s: s[:, 0]).n == 0
+
+
+def test_speed_error_interval_by_hand() -> None:
+    """Speed error = summed |detected / true - 1| over hits: q0 hits at 1.5 for 1 (0.5), q1 at 1 (0);
+    q2 has no hit, so it adds nothing; a draw of q2 alone has no speed error and is left out."""
+    truth = {"q0": {"a": [T]}, "q1": {"b": [T]}, "q2": {"c": [T]}}
+    fast = Segment(0.0, 10.0, 0.0, 10.0 / 1.5, speed=1.5)
+    got = loc.localisation_intervals({"q0": {"a": [fast]}, "q1": {"b": [T]}}, truth)["dspd"]
+    assert got.estimate == pytest.approx(0.25) and got.n == 3
+    assert (got.low, got.high) == pytest.approx((0.0, 0.5))  # 2.5 % / 97.5 % of draws: all q1 / all q0
+    none = loc.localisation_intervals({}, truth)["dspd"]
+    assert np.isnan(none.estimate) and np.isnan(none.low) and none.n == 3
