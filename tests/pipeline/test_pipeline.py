@@ -79,11 +79,18 @@ def test_dvc_repro_on_a_tiny_corpus(tmp_path: Path) -> None:
     for bench in ("val", "val_speed"):  # every AuSiL row on the cross-corpus validation set, too
         metrics = json.loads((work / "metrics" / "cross" / "ausil-full-main" / f"{bench}.json").read_text())
         assert 0.0 <= metrics["mAP"] <= 1.0 and metrics["n"] > 0
+    for method in ("ausil", "dejavu", "spectro-slides", "spectro-tiles"):  # every localisation stage
+        for bench in ("test", "test_speed"):
+            located = json.loads((work / "metrics" / "localisation" / method / f"{bench}.json").read_text())
+            assert 0.0 <= located["F1"] <= 1.0 and located["n"] > 0, (method, bench)
     meta = json.loads((work / "reports" / "training_main.meta.json").read_text())
     assert meta["cross_val_map"] is not None  # the checkpoint was chosen on the cross-corpus set as well
     rendered = {p.name for p in (work / "reports" / "rendered").iterdir()}
-    for nb in ("main_comparison", "speed_transformations", "ablations", "timings"):
+    for nb in (p.stem for p in (ROOT / "notebooks").glob("*.ipynb")):  # the index and every page
         assert {f"{nb}.ipynb", f"{nb}.html"} <= rendered
+    for page in (work / "reports" / "rendered").glob("*.html"):  # code hidden, no machine path
+        text = page.read_text(encoding="utf-8")
+        assert "from ausil_lib" not in text and str(work) not in text and str(tmp_path) not in text, page.name
     assert "<!-- corpus:begin -->" in (work / "README.md").read_text()
     # every metrics file (retrieval and localisation) in one `dvc metrics show` table within 200 columns
     table = run("dvc", "metrics", "show").splitlines()
