@@ -121,14 +121,12 @@ def localisation_section(root: Path) -> str:
         ci = row[ci_header(key)] if key in CI_COLUMNS else None
         return f"{text} [{ci}]" if isinstance(ci, str) else text
 
-    header = ["method", "set"] + [
-        f"{label} [95 % CI]" if key in CI_COLUMNS else label for key, label in LOCALISATION_COLUMNS.items()
-    ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (method, set_name), row in table.iterrows():
-        cells = [method_label(method), set_name, *(cell(row, key) for key in LOCALISATION_COLUMNS)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + ["", *(f"- {line}" for line in localisation_findings(root))])
+    header = {key: f"{label} [95 % CI]" if key in CI_COLUMNS else label for key, label in LOCALISATION_COLUMNS.items()}
+    shown = pd.DataFrame(
+        [{"set": set_name, **{header[k]: cell(row, k) for k in header}} for (_, set_name), row in table.iterrows()],
+        index=pd.Index([method_label(method) for method, _ in table.index], name="method"),
+    )
+    return "\n".join([markdown(shown), "", *(f"- {line}" for line in localisation_findings(root))])
 
 
 def probe_section(root: Path) -> str:
