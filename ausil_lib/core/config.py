@@ -574,7 +574,7 @@ class BackboneTrainingConfig:
     budget_s: float = 1500  # safety cap only
     batch_pairs: int = 24
     learning_rate: float = 0.001
-    temperature: float = 0.1
+    temperature: float = 0.03
     checkpoint_every: int = 25
     speed_probability: float = 0.4
     speed_factors: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5, 2.0)
