@@ -253,15 +253,14 @@ def speed_breakdown(root: PathLike, set_name: str = "test_speed") -> pd.DataFram
     no true speed), so only the true-segment side is split: R = hit / true pairs of that speed, speed
     error = mean |detected / true speed - 1| over those hits, both by localisation_metrics itself."""
     truth = _truth(root, set_name)
-    methods = [m for m in [REFERENCE, *_others(root)] if _segments(root, m, set_name) is not None]
-    if truth is None or not methods:
+    located = {m: s for m in [REFERENCE, *_others(root)] if (s := _segments(root, m, set_name)) is not None}
+    if truth is None or not located:
         return pd.DataFrame()
     speeds = sorted({round(s.speed, 3) for videos in truth.values() for segs in videos.values() for s in segs})
     per_speed = {speed: _at_speed(truth, speed) for speed in speeds}
     frame = pd.DataFrame(index=pd.Index(speeds, name="true speed"))
     frame["true segments"] = [sum(len(s) for v in per_speed[x].values() for s in v.values()) for x in speeds]
-    for method in methods:
-        detected = _segments(root, method, set_name)
+    for method, detected in located.items():
         scores = [localisation_metrics(detected, per_speed[x]) for x in speeds]
         frame[(method_label(method), "R")] = [m["R"] for m in scores]
         frame[(method_label(method), "speed error")] = [m["dspd"] if m["dspd"] is not None else np.nan for m in scores]

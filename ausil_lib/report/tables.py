@@ -18,6 +18,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from itertools import cycle
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,7 @@ def cross_corpus_table(root: PathLike) -> pd.DataFrame:
 
 
 PROBE_FILE = "reports/ablations/backbone_probe.json"
+PROBE_RECIPE = "differs from params.yaml"
 PROBE_COLUMNS = {
     "val_mac": "val, MAC",
     "val_mac_w": "val, MAC + W",
@@ -390,12 +392,26 @@ PROBE_COLUMNS = {
 }
 
 
-def _probe_overrides(row: Mapping[str, Any]) -> str:
-    """What a probe row changed: its backbone_training overrides, the weights file it scored instead of
-    training, and whether BatchNorm's running statistics were reset before scoring."""
-    parts = [f"{k}={v}" for k, v in sorted(row["overrides"].items())]
+PROBE_RECIPE_IGNORED = ("budget_s", "checkpoint_every")  # a safety cap and a resume interval: no effect on weights
+
+
+def _probe_recipe(row: Mapping[str, Any], default: Mapping[str, Any] | None) -> str:
+    """How a probe row's backbone differs from what today's params.yaml trains: a trained row's stored
+    recipe against params.yaml's backbone_training (probes of an older default carry that default's
+    values, so the column stays true when the default moves); else the overrides it was run with, the
+    weights file it scored, and whether BatchNorm's running statistics were reset."""
+    config = row.get("config")
+    if row["backbone"] == "trained" and not row.get("weights") and config and default is not None:
+        canon = partial(json.dumps, sort_keys=True)
+        parts = [
+            f"{k}={v}"
+            for k, v in sorted(config.items())
+            if k not in PROBE_RECIPE_IGNORED and canon(v) != canon(default.get(k))
+        ]
+    else:
+        parts = [f"{k}={v}" for k, v in sorted(row["overrides"].items())]
     if row.get("weights"):
-        parts.append(f"weights {row['weights']}")
+        parts.append(f"weights {row['weights']} as of commit {row['commit']}")  # the path's file changes
     if row.get("bn_identity"):
         parts.append("BatchNorm running statistics reset to mean 0, variance 1")
     return ", ".join(parts) or "-"
@@ -403,21 +419,28 @@ def _probe_overrides(row: Mapping[str, Any]) -> str:
 
 def backbone_probe_table(root: PathLike) -> pd.DataFrame:
     """Backbone recipes scored by scripts/backbone_probe.py (plain descriptors, no AuSiL network, never
-    on `test`): one row per recipe and training step, as the script wrote them."""
+    on `test`): one row per recipe and training step, as the script wrote them, with what each recipe
+    differs in from today's params.yaml."""
     rows = _read_json(Path(root, PROBE_FILE)) or {}
+    params = _params(root) if rows else None
+    default = None
+    if params is not None:
+        from ausil_lib.core.config import plain  # loaded already by _params
+
+        default = plain(params.backbone_training)
     frame = pd.DataFrame(
         [
             {
                 "recipe": r["name"],
                 "backbone": r["backbone"],
                 "steps": r["steps"],
-                "overrides": _probe_overrides(r),
+                PROBE_RECIPE: _probe_recipe(r, default),
                 **{label: r.get(key, NAN) for key, label in PROBE_COLUMNS.items()},
                 "commit": r["commit"],
             }
             for r in rows.values()
         ],
-        columns=["recipe", "backbone", "steps", "overrides", *PROBE_COLUMNS.values(), "commit"],
+        columns=["recipe", "backbone", "steps", PROBE_RECIPE, *PROBE_COLUMNS.values(), "commit"],
     )
     return frame.sort_values(["backbone", "recipe", "steps"], ignore_index=True)
 
@@ -463,12 +486,18 @@ def components_table(root: PathLike) -> pd.DataFrame:
     return _frame(rows, "components")
 
 
-def _default_param(root: PathLike, section: str, key: str) -> float | None:
-    """The params.yaml value the default run ``ausil-full-main`` was made with, if params.yaml is there."""
+def _params(root: PathLike) -> Any:
+    """The Params of params.yaml under ``root`` (the settings the committed run was made with), or None."""
     from ausil_lib.core.config import load_params  # here: core.config loads torch, which tables need not
 
     path = Path(root, "params.yaml")
-    return float(getattr(getattr(load_params(path), section), key)) if path.is_file() else None
+    return load_params(path) if path.is_file() else None
+
+
+def _default_param(root: PathLike, section: str, key: str) -> float | None:
+    """The params.yaml value the default run ``ausil-full-main`` was made with, if params.yaml is there."""
+    params = _params(root)
+    return float(getattr(getattr(params, section), key)) if params is not None else None
 
 
 def _sweep_runs(root: PathLike, sweep: str) -> dict[float, str]:

@@ -350,9 +350,27 @@ def test_backbone_probe_table(tmp_path: Path) -> None:
         ["untrained", 0],
     ]
     assert table["val, MAC + W"].tolist() == [0.8, 0.7, 0.8, 0.8]
-    reset = "weights models/b.pt, BatchNorm running statistics reset to mean 0, variance 1"
-    assert table["overrides"].tolist() == [reset, "-", "-", "x=1"]
+    reset = "weights models/b.pt as of commit abc1234, BatchNorm running statistics reset to mean 0, variance 1"
+    assert table[report.PROBE_RECIPE].tolist() == [reset, "-", "-", "x=1"]  # no params.yaml: the overrides
     assert math.isnan(table["cross-corpus val, MAC + W"].iloc[0])  # a column the script did not fill
+
+
+@pytest.mark.parametrize(
+    ("temperature", "expected"),
+    [(0.05, ["-", "temperature=0.1"]), (0.1, ["temperature=0.05", "-"])],
+)
+def test_backbone_probe_recipe_against_todays_params(tmp_path: Path, temperature: float, expected: list[str]) -> None:
+    """A trained row's stored recipe is compared with params.yaml as it is now, so that a probe of an
+    older default says what it differs in after the default moved (budget_s, a safety cap, is ignored)."""
+    (tmp_path / "params.yaml").write_text(f"backbone_training:\n  temperature: {temperature}\n", encoding="utf-8")
+    config = {"temperature": 0.05, "learning_rate": 0.001, "budget_s": 99}
+    row = {"backbone": "trained", "commit": "abc1234", "steps": 200}
+    rows = {
+        "low@200": {**row, "name": "low", "overrides": {"temperature": 0.05}, "config": config},
+        "old@200": {**row, "name": "old", "overrides": {}, "config": {**config, "temperature": 0.1}},
+    }
+    atomic_write_json(tmp_path / report.PROBE_FILE, rows)
+    assert report.backbone_probe_table(tmp_path)[report.PROBE_RECIPE].tolist() == expected
 
 
 def _write_ap(root: Path, run: str, set_name: str, ap: dict[str, float]) -> None:
