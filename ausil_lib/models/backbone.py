@@ -6,6 +6,7 @@ Sequential of Conv2d, BatchNorm2d, ReLU) so that `mx-h64-1024_0d3-1.17.pkl` load
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from dataclasses import asdict, dataclass
@@ -19,7 +20,6 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.config import Params, full_float32
-from ..core.download import sha256_file
 from ..core.formats import atomic_path
 from ..core.numerics import apply_torch_settings
 from .weights import check
@@ -210,6 +210,17 @@ def save_state(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str
         torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
 
 
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and values: the weights' identity, unlike the file's
+    hash, which also covers the training meta (its wall time differs between identical runs)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_backbone(params: Params) -> tuple[KumarCNN, BackboneInfo]:
     """The backbone that params.yaml selects, never a random network unless asked for by name."""
     cfg = params.backbone
@@ -248,10 +259,10 @@ def load_backbone(params: Params) -> tuple[KumarCNN, BackboneInfo]:
         if not isinstance(blob, Mapping) or "state_dict" not in blob:
             raise BackboneWeightsError(f"{trained}: not a backbone saved by ausil (expected keys state_dict, meta)")
         model.load_state_dict(blob["state_dict"])
-        digest = sha256_file(trained)
+        digest = state_digest(blob["state_dict"])
         info = BackboneInfo(
             "trained",
-            f"backbone trained by this pipeline on the train split ({trained.name}, sha256 {digest[:12]})",
+            f"backbone trained by this pipeline on the train split ({trained.name}, weights sha256 {digest[:12]})",
             f"trained-{digest[:12]}",
         )
     elif source == "random":

@@ -1050,7 +1050,7 @@ def provenance(root: PathLike) -> str:
     backbone, model = _models(root)
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"*Commit `{_git_commit(root)}` · params.yaml sha256 `{_params_hash(root)}` · rendered {date} · "
+        f"*Rendered from commit `{_git_commit(root)}` · params.yaml sha256 `{_params_hash(root)}` · rendered {date} · "
         f"machine: {machine} · backbone: {backbone} · similarity model: {model}*"
     )
 
@@ -1177,6 +1177,10 @@ def page_title(notebook: Any) -> str:
     return "ausil report"
 
 
+# table cells on one line: an interval such as "0.939–0.990" must not break at its dash
+PAGE_STYLE = "<style>.jp-RenderedHTMLCommon td { white-space: nowrap; }</style>\n"
+
+
 def run_notebooks(
     root: PathLike, out_dir: PathLike, html: bool = True, notebooks_dir: PathLike = NOTEBOOKS_DIR
 ) -> list[Path]:
@@ -1219,6 +1223,6 @@ def run_notebooks(
         written.append(target)
         if html:
             body, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": page_title(executed)}})
-            atomic_write_text(target.with_suffix(".html"), body)
+            atomic_write_text(target.with_suffix(".html"), body.replace("</head>", f"{PAGE_STYLE}</head>", 1))
             written.append(target.with_suffix(".html"))
     return written

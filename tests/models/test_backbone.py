@@ -177,6 +177,19 @@ def test_auto_prefers_audioset_then_trained(tmp_path: Path) -> None:
     )
 
 
+def test_trained_fingerprint_names_the_weights_not_the_file(tmp_path: Path) -> None:
+    """Two runs that train identical weights write different meta (wall time); their label must agree."""
+    save_state(tmp_path / "trained.pt", randomised_model(7), {"seconds": 851.2})
+    _, first = load_backbone(_params(tmp_path))
+    save_state(tmp_path / "trained.pt", randomised_model(7), {"seconds": 903.7})
+    _, again = load_backbone(_params(tmp_path))
+    save_state(tmp_path / "trained.pt", randomised_model(8), {"seconds": 851.2})
+    _, other = load_backbone(_params(tmp_path))
+    assert first.source == again.source == other.source == "trained"
+    assert first.fingerprint == again.fingerprint and first.label == again.label
+    assert other.fingerprint != first.fingerprint
+
+
 def test_audioset_checksum_is_enforced(tmp_path: Path) -> None:
     torch.save(KumarCNN().state_dict(), tmp_path / "as.pkl")
     with pytest.raises(WeightsError, match="as.pkl: git blob id [0-9a-f]{40} does not match the pinned 0{40}"):
