@@ -394,7 +394,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
 
 
 def cmd_locate_evaluate(args: argparse.Namespace) -> int:
-    from .core.formats import atomic_write_json, read_annotations
+    from .core.formats import atomic_write_json, metric_values, read_annotations
     from .localisation.metrics import localisation_metrics
     from .localisation.segments import read_segments
     from .localisation.truth import corpus_truth
@@ -404,7 +404,7 @@ def cmd_locate_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("locate-evaluate needs exactly one of --annotations (with --log) or --truth")
     truth = read_segments(args.truth) if args.truth else corpus_truth(args.log, read_annotations(args.annotations))
     metrics = localisation_metrics(detected, truth)
-    atomic_write_json(args.metrics, metrics)
+    atomic_write_json(args.metrics, metric_values(metrics))
     if args.example:
         from .localisation.truth import add_truth_to_example
 

@@ -123,6 +123,21 @@ def atomic_write_json(path: PathLike, obj: Any) -> None:
 # --------------------------------------------------------------------------- text formats
 
 
+METRIC_DECIMALS = 3  # the precision every table prints; exact values stay in the per-query files
+
+
+def metric_values(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A DVC metrics file's record: floats rounded to :data:`METRIC_DECIMALS` (so ``dvc metrics show``
+    stays within 200 columns and prints what the tables print), NaN written as null (JSON has no NaN)."""
+    out: dict[str, Any] = {}
+    for key, value in summary.items():
+        if isinstance(value, float):
+            out[key] = None if math.isnan(value) else round(value, METRIC_DECIMALS)
+        else:
+            out[key] = value
+    return out
+
+
 def _read_lines(path: PathLike) -> list[str]:
     """Read a UTF-8 text file as lines, turning a decoding failure into a FormatError."""
     try:

@@ -43,10 +43,12 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
+from ausil_lib.core.bootstrap import bootstrap_map
 from ausil_lib.core.formats import (
     FormatError,
     PathLike,
     atomic_write_json,
+    metric_values,
     read_annotations,
     read_ids,
     read_results,
@@ -165,9 +167,14 @@ class EvaluationResult:
 
     def summary(self) -> dict[str, Any]:
         """The numbers a metrics file holds (plain Python values), under the short keys that keep
-        ``dvc metrics show`` within 200 columns: mAP, n (queries), R@k (recall@k), uAP (µAP)."""
+        ``dvc metrics show`` within 200 columns: mAP and its 95 % bootstrap interval over queries
+        (mAP_lo, mAP_hi: :func:`ausil_lib.core.bootstrap.bootstrap_map`, the report's), n (queries), R@k
+        (recall@k), uAP (µAP)."""
+        interval = bootstrap_map(self.ap)
         return {
             "mAP": float(self.map),
+            "mAP_lo": interval.low,
+            "mAP_hi": interval.high,
             "n": self.n_queries,
             **{f"R@{k}": self.recall_at(k) for k in RECALL_AT},
             "uAP": float(self.micro_ap),
@@ -407,12 +414,14 @@ def evaluate_files(
         factors = speed_factor_results(annotations, results, labels, dataset, ignore_labels)
         atomic_write_json(
             metrics_path,
-            {
-                **result.summary(),
-                **{speed_factor_key(factor): float(r.map) for factor, r in factors.items()},
-                "relevant_labels": labels,
-                "ignore_labels": list(ignore_labels),
-            },
+            metric_values(
+                {
+                    **result.summary(),
+                    **{speed_factor_key(factor): float(r.map) for factor, r in factors.items()},
+                    "relevant_labels": labels,
+                    "ignore_labels": list(ignore_labels),
+                }
+            ),
         )
         atomic_write_json(query_ap_path(results_path), _per_query_file(result, factors, labels, ignore_labels))
     if pr_path is not None:
