@@ -90,8 +90,11 @@ def test_cluster_is_removed_after_an_exception() -> None:
     _assert_gone(root, port, pids)
 
 
+# The child restores Python's SIGINT handler: a test run started in the background of a non-interactive
+# shell (`make test &`) inherits SIGINT ignored, and the SIGINT case would then wait for the sleep.
 _CHILD = """
-import json, time
+import json, signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from ausil_lib.baselines.postgres import PostgresCluster
 with PostgresCluster() as cluster:
     pid = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
