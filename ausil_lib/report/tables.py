@@ -1177,8 +1177,13 @@ def page_title(notebook: Any) -> str:
     return "ausil report"
 
 
-# table cells on one line: an interval such as "0.939–0.990" must not break at its dash
-PAGE_STYLE = "<style>.jp-RenderedHTMLCommon td { white-space: nowrap; }</style>\n"
+# an interval such as "0.939–0.990" must not break at its dash; longer text in a cell still wraps
+_INTERVAL = re.compile(r"(?<![\w.])(-?\d+\.\d+)–(-?\d+\.\d+)")
+
+
+def unbroken_intervals(html: str) -> str:
+    """The rendered page with every ``low–high`` interval held on one line."""
+    return _INTERVAL.sub(r'<span style="white-space: nowrap">\1–\2</span>', html)
 
 
 def run_notebooks(
@@ -1223,6 +1228,6 @@ def run_notebooks(
         written.append(target)
         if html:
             body, _ = exporter.from_notebook_node(executed, resources={"metadata": {"name": page_title(executed)}})
-            atomic_write_text(target.with_suffix(".html"), body.replace("</head>", f"{PAGE_STYLE}</head>", 1))
+            atomic_write_text(target.with_suffix(".html"), unbroken_intervals(body))
             written.append(target.with_suffix(".html"))
     return written

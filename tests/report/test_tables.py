@@ -433,3 +433,18 @@ def test_shown_hides_row_numbers_only(labelled: bool) -> None:
     assert ("0" in cells) is False  # pandas' row number never shows
     assert ("test_speed" in cells) is labelled  # a labelled index stays as row headers
     assert report.NOT_RUN in html
+
+
+@pytest.mark.parametrize(
+    ("cell", "held"),
+    [
+        ("0.939–0.990", ["0.939–0.990"]),
+        ("difference +0.006 (95 % CI -0.031–0.045)", ["-0.031–0.045"]),
+        ("x1.5–2 and 8–20 s queries", []),  # not intervals of two decimals: left to wrap
+        ("0.1–0.2 then 0.3–0.4", ["0.1–0.2", "0.3–0.4"]),
+    ],
+)
+def test_rendered_intervals_do_not_break_at_their_dash(cell: str, held: list[str]) -> None:
+    page = report.unbroken_intervals(f"<td>{cell}</td>")
+    assert re.findall(r'<span style="white-space: nowrap">([^<]*)</span>', page) == held
+    assert re.sub(r"<[^>]+>", "", page) == cell  # the text a reader sees is unchanged
