@@ -21,6 +21,7 @@ import argparse
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
@@ -75,6 +76,9 @@ def main() -> None:
     args = ap.parse_args()
 
     params = load_params()
+    # budget_s is the pipeline's safety cap; a probe run beside other jobs must still reach max_steps
+    cfg = params.training
+    params = replace(params, training=replace(cfg, budget_s=max(cfg.budget_s, 60.0 * cfg.max_steps)))
     _, info = load_backbone(params)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
