@@ -142,6 +142,19 @@ def probe_section(root: Path) -> str:
     return markdown(shown)
 
 
+def data_curve_section(root: Path) -> str:
+    """Issue 13's AuSiL learning curve (scripts/ausil_data_curve.py): selection-set mAP against training queries."""
+    from .tables import DATA_CURVE_GAP, NOT_RUN, ausil_data_curve_table
+
+    table = ausil_data_curve_table(root)
+    if table.empty:
+        return f"*{NOT_RUN}*: scripts/ausil_data_curve.py has written no rows."
+    shown = table.drop(columns=["commit"]).set_index("training queries")
+    for label in [c for c in shown.columns if "val" in c]:
+        shown[label] = [f"{v:+.3f}" if label == DATA_CURVE_GAP else f"{v:.3f}" for v in shown[label]]
+    return markdown(shown)
+
+
 def findings_list(root: Path) -> str:
     """The key findings of the main table (methods against AuSiL, trained against untrained backbone)."""
     from .tables import findings
@@ -226,6 +239,7 @@ ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "findings": ("metrics", findings_list),
     "localisation": ("metrics/localisation", localisation_section),
     "probe": ("reports/ablations", probe_section),
+    "datacurve": ("reports/ablations", data_curve_section),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }

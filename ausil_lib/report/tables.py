@@ -53,6 +53,7 @@ __all__ = [
     "PAPER_TIMING",
     "ablation_note",
     "backbone_note",
+    "ausil_data_curve_table",
     "backbone_probe_table",
     "components_table",
     "corpus_table",
@@ -443,6 +444,49 @@ def backbone_probe_table(root: PathLike) -> pd.DataFrame:
         columns=["recipe", "backbone", "steps", PROBE_RECIPE, *PROBE_COLUMNS.values(), "commit"],
     )
     return frame.sort_values(["backbone", "recipe", "steps"], ignore_index=True)
+
+
+DATA_CURVE_FILE = "reports/ablations/ausil_data_curve.json"
+DATA_CURVE_GAP = "cross-corpus val, full - MAC + W"
+
+
+def ausil_data_curve_table(root: PathLike) -> pd.DataFrame:
+    """AuSiL trained on the triplets of the first K training queries (scripts/ausil_data_curve.py), the
+    checkpoint chosen as the default run chooses it, beside MAC + W (no network) on the same selection
+    sets: whether more annotated training data would let the network beat its own input similarity."""
+    rows = _read_json(Path(root, DATA_CURVE_FILE)) or {}
+    frame = pd.DataFrame(
+        [
+            {
+                "training queries": r["queries"],
+                "positive pairs kept / annotated": f"{r['triplets']['positive_pairs_kept']} / {r['positive_pairs']}",
+                "triplets": r["triplets"]["triplets"],
+                "chosen step": r["best_step"],
+                "val, full": r["val_map"],
+                "val, MAC + W": r["val_mac_w"],
+                "cross-corpus val, full": r["cross_val_map"],
+                "cross-corpus val, MAC + W": r["cross_val_mac_w"],
+                DATA_CURVE_GAP: r["cross_val_map"] - r["cross_val_mac_w"],
+                "stopped by": r["stopped_by"],
+                "commit": r["commit"],
+            }
+            for r in rows.values()
+        ],
+        columns=[
+            "training queries",
+            "positive pairs kept / annotated",
+            "triplets",
+            "chosen step",
+            "val, full",
+            "val, MAC + W",
+            "cross-corpus val, full",
+            "cross-corpus val, MAC + W",
+            DATA_CURVE_GAP,
+            "stopped by",
+            "commit",
+        ],
+    )
+    return frame.sort_values("training queries", ignore_index=True)
 
 
 def speed_table(root: PathLike) -> pd.DataFrame:

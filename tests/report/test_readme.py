@@ -81,3 +81,25 @@ def test_readme_layout_lists_every_module() -> None:
     assert sorted(listed) == sorted(modules), (
         f"README layout misses {sorted(set(modules) - set(listed))}, lists unknown {sorted(set(listed) - set(modules))}"
     )
+
+
+def test_render_fills_the_data_curve_section(tmp_path: Path) -> None:
+    """The gap column is signed, the mAP columns are not (a column named "cross-corpus" is no gap)."""
+    row = {
+        "queries": 5,
+        "positive_pairs": 40,
+        "triplets": {"positive_pairs_kept": 12, "triplets": 100},
+        "best_step": 10,
+        "val_map": 0.95,
+        "cross_val_map": 0.75,
+        "val_mac_w": 0.9,
+        "cross_val_mac_w": 0.8,
+        "stopped_by": "max_steps",
+        "commit": "abc1234",
+    }
+    (tmp_path / "reports" / "ablations").mkdir(parents=True)
+    (tmp_path / "reports" / "ablations" / "ausil_data_curve.json").write_text(json.dumps({"q5": row}))
+    markers = "".join(f"<!-- {name}:begin -->\n<!-- {name}:end -->\n" for name in ("probe", "datacurve"))
+    out = render(markers, tmp_path)
+    assert "| 5 | 12 / 40 | 100 | 10 | 0.950 | 0.900 | 0.750 | 0.800 | -0.050 | max_steps |" in out
+    assert "abc1234" not in out  # the commit stays in the notebook's table

@@ -448,3 +448,33 @@ def test_rendered_intervals_do_not_break_at_their_dash(cell: str, held: list[str
     page = report.unbroken_intervals(f"<td>{cell}</td>")
     assert re.findall(r'<span style="white-space: nowrap">([^<]*)</span>', page) == held
     assert re.sub(r"<[^>]+>", "", page) == cell  # the text a reader sees is unchanged
+
+
+def test_ausil_data_curve_table(tmp_path: Path) -> None:
+    assert report.ausil_data_curve_table(tmp_path).empty
+    row = {"stopped_by": "max_steps", "commit": "abc1234", "val_mac_w": 0.9, "cross_val_mac_w": 0.8}
+    rows = {
+        "q19": {
+            **row,
+            "queries": 19,
+            "positive_pairs": 150,
+            "triplets": {"positive_pairs_kept": 60, "triplets": 900},
+            "best_step": 10,
+            "val_map": 0.95,
+            "cross_val_map": 0.75,
+        },
+        "q5": {
+            **row,
+            "queries": 5,
+            "positive_pairs": 40,
+            "triplets": {"positive_pairs_kept": 12, "triplets": 100},
+            "best_step": 20,
+            "val_map": 0.85,
+            "cross_val_map": 0.85,
+        },
+    }
+    atomic_write_json(tmp_path / report.DATA_CURVE_FILE, rows)
+    table = report.ausil_data_curve_table(tmp_path)
+    assert table["training queries"].tolist() == [5, 19]  # sorted by K, not by the file's order
+    assert table["positive pairs kept / annotated"].tolist() == ["12 / 40", "60 / 150"]
+    assert table[report.DATA_CURVE_GAP].tolist() == pytest.approx([0.05, -0.05])
