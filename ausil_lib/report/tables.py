@@ -725,6 +725,8 @@ def training_summary(root: PathLike) -> pd.DataFrame:
         meta = _read_json(path)
         row = {k: v for k, v in meta.items() if not isinstance(v, Mapping)}
         row.update({f"triplets: {k}": v for k, v in meta.get("triplets", {}).items()})
+        if isinstance(row.get("seconds"), float):
+            row["seconds"] = round(row["seconds"])  # a wall time: its tenths are noise, not a measurement
         rows[path.name.removesuffix(".meta.json").removeprefix("training_")] = row
     return _frame(rows, "model").rename(columns=lambda c: str(c).replace("_", " "))  # readable headers
 

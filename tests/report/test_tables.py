@@ -478,3 +478,11 @@ def test_ausil_data_curve_table(tmp_path: Path) -> None:
     assert table["training queries"].tolist() == [5, 19]  # sorted by K, not by the file's order
     assert table["positive pairs kept / annotated"].tolist() == ["12 / 40", "60 / 150"]
     assert table[report.DATA_CURVE_GAP].tolist() == pytest.approx([0.05, -0.05])
+
+
+def test_training_summary_rounds_wall_time(tmp_path: Path) -> None:
+    meta = {"best_step": 10, "seconds": 360.4, "val_map": 0.95983, "triplets": {"triplets": 5}, "config": {"r": 0.1}}
+    atomic_write_json(tmp_path / "reports" / "training_main.meta.json", meta)
+    shown = report.formatted(report.training_summary(tmp_path))
+    assert shown.loc["main", ["seconds", "val map", "triplets: triplets"]].tolist() == ["360", "0.960", "5"]
+    assert "config" not in shown.columns
