@@ -455,37 +455,20 @@ def ausil_data_curve_table(root: PathLike) -> pd.DataFrame:
     checkpoint chosen as the default run chooses it, beside MAC + W (no network) on the same selection
     sets: whether more annotated training data would let the network beat its own input similarity."""
     rows = _read_json(Path(root, DATA_CURVE_FILE)) or {}
-    frame = pd.DataFrame(
-        [
-            {
-                "training queries": r["queries"],
-                "positive pairs kept / annotated": f"{r['triplets']['positive_pairs_kept']} / {r['positive_pairs']}",
-                "triplets": r["triplets"]["triplets"],
-                "chosen step": r["best_step"],
-                "val, full": r["val_map"],
-                "val, MAC + W": r["val_mac_w"],
-                "cross-corpus val, full": r["cross_val_map"],
-                "cross-corpus val, MAC + W": r["cross_val_mac_w"],
-                DATA_CURVE_GAP: r["cross_val_map"] - r["cross_val_mac_w"],
-                "stopped by": r["stopped_by"],
-                "commit": r["commit"],
-            }
-            for r in rows.values()
-        ],
-        columns=[
-            "training queries",
-            "positive pairs kept / annotated",
-            "triplets",
-            "chosen step",
-            "val, full",
-            "val, MAC + W",
-            "cross-corpus val, full",
-            "cross-corpus val, MAC + W",
-            DATA_CURVE_GAP,
-            "stopped by",
-            "commit",
-        ],
-    )
+    cells = {
+        "training queries": lambda r: r["queries"],
+        "positive pairs kept / annotated": lambda r: f"{r['triplets']['positive_pairs_kept']} / {r['positive_pairs']}",
+        "triplets": lambda r: r["triplets"]["triplets"],
+        "chosen step": lambda r: r["best_step"],
+        "val, full": lambda r: r["val_map"],
+        "val, MAC + W": lambda r: r["val_mac_w"],
+        "cross-corpus val, full": lambda r: r["cross_val_map"],
+        "cross-corpus val, MAC + W": lambda r: r["cross_val_mac_w"],
+        DATA_CURVE_GAP: lambda r: r["cross_val_map"] - r["cross_val_mac_w"],
+        "stopped by": lambda r: r["stopped_by"],
+        "commit": lambda r: r["commit"],
+    }
+    frame = pd.DataFrame([{k: cell(r) for k, cell in cells.items()} for r in rows.values()], columns=list(cells))
     return frame.sort_values("training queries", ignore_index=True)
 
 
