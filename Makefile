@@ -29,7 +29,8 @@ test-fast: setup
 
 ## repro: the main job, `dvc repro` on the embedded default corpus
 repro: setup
-	ausil fetch-sources --cross-output-dir data/cross_sources --verify data.dvc
+	ausil fetch-sources --cross-output-dir data/cross_sources --backbone-output-dir data/backbone_sources \
+		--verify data.dvc
 	ausil fetch-weights --optional --no-progress
 	dvc repro
 	dvc metrics show

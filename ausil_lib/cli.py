@@ -180,13 +180,15 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_sources(args: argparse.Namespace) -> int:
-    from .core.config import cross_corpus_params
+    from .core.config import backbone_sources_params, cross_corpus_params
     from .datasets.embedded.sources import SourceError, fetch_sources, load_manifest, verify_against_dvc
 
     params = _params(args)
     targets = [(Path(args.output_dir), params)]
     if args.cross_output_dir:
         targets.append((Path(args.cross_output_dir), cross_corpus_params(params)))
+    if args.backbone_output_dir:
+        targets.append((Path(args.backbone_output_dir), backbone_sources_params(params)))
     if args.verify and not args.accept and all((d / "manifest.json").is_file() for d, _ in targets):
         try:
             verify_against_dvc(args.verify)
@@ -243,7 +245,15 @@ def cmd_train_backbone(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.max_steps is not None:
         params = replace(params, backbone_training=replace(params.backbone_training, max_steps=args.max_steps))
-    meta = train_backbone(params, args.sources, args.corpus, args.output, args.curve, progress=not args.no_progress)
+    meta = train_backbone(
+        params,
+        args.sources,
+        args.corpus,
+        args.output,
+        args.curve,
+        extra_sources_dir=args.extra_sources,
+        progress=not args.no_progress,
+    )
     print(f"{args.output}: {meta['steps']} steps in {meta['seconds']:.0f} s, final InfoNCE loss {meta['final_loss']}")
     return 0
 
@@ -609,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also materialise params.yaml cross_corpus.sources here (data/cross_sources in `make repro`)",
     )
     p.add_argument(
+        "--backbone-output-dir",
+        default=None,
+        help="also materialise params.yaml backbone_sources here (data/backbone_sources in `make repro`)",
+    )
+    p.add_argument(
         "--verify",
         default=None,
         metavar="DVC_FILE",
@@ -656,6 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", default="models/backbone.pt", help="trained backbone (default: %(default)s)")
     p.add_argument("--curve", default="reports/backbone_training.json", help="loss curve JSON (default: %(default)s)")
+    p.add_argument(
+        "--extra-sources",
+        default=None,
+        help="backbone_sources recordings (ausil fetch-sources --backbone-output-dir), used when "
+        "backbone_training.extra_sources is true",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="override backbone_training.max_steps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

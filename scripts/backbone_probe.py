@@ -10,9 +10,11 @@ name, with the commit and the settings that made them; the ablations notebook sh
     python scripts/backbone_probe.py --name steps400 --max-steps 400 --snapshots 100,200,400
     python scripts/backbone_probe.py --name untrained --random
     python scripts/backbone_probe.py --name temp0.05 --set temperature=0.05
+    python scripts/backbone_probe.py --name extra-sources --set extra_sources=true --snapshots 200,400 --max-steps 400
     python scripts/backbone_probe.py --name shipped-bn-identity --weights models/backbone.pt --bn-identity
 
-Run from the repository root after `make repro` (it reads data/sources, data/corpus, data/cross_corpus).
+Run from the repository root after `make repro` (it reads data/sources, data/backbone_sources, data/corpus,
+data/cross_corpus).
 """
 
 from __future__ import annotations
@@ -145,7 +147,13 @@ def main() -> None:
 
             start = time.perf_counter()
             train_backbone(
-                params, "data/sources", "data/corpus", work / "backbone.pt", work / "curve.json", on_checkpoint=keep
+                params,
+                "data/sources",
+                "data/corpus",
+                work / "backbone.pt",
+                work / "curve.json",
+                extra_sources_dir="data/backbone_sources",
+                on_checkpoint=keep,
             )
             train_s = round(time.perf_counter() - start, 1)
         snapshots = {k: work / f"step{k}.pt" for k in wanted}

@@ -537,6 +537,59 @@ def _cross_sources() -> SourcesConfig:
     )
 
 
+def _backbone_sources() -> SourcesConfig:
+    return SourcesConfig(
+        debian_packages=(
+            DebianPackage(
+                "hedgewars-data",
+                "1.0.2-6",
+                "usr/share/games/hedgewars/Data/Music/*.ogg",
+                "hedgewars",
+                "GPL-2 (Hedgewars data, Debian package hedgewars-data)",
+                "722225903a72604403e6e0026e40e9a6953f47a74d94efc5f55504bc05bb4761",
+            ),
+            DebianPackage(
+                "supertux-data",
+                "0.6.3-2",
+                "usr/share/games/supertux2/music/*/*.ogg",
+                "supertux",
+                "GPL-2+ and CC-BY-SA (SuperTux data, Debian package supertux-data; per file in its copyright)",
+                "a6ad8865972f1dbb5e7b49f4e1b381dd16a68f3028a3502cfeaca2400285d27f",
+            ),
+            DebianPackage(
+                "freedroidrpg-data",
+                "1.0-1",
+                "usr/share/freedroidrpg/data/sound/music/*.ogg",
+                "freedroidrpg",
+                "GPL-2+ (FreedroidRPG data, Debian package freedroidrpg-data)",
+                "16c3cfeb82b1ec20c98493bbe1de2e356bd1aec832845630a5a7f12e303baa2b",
+            ),
+        ),
+        exclude=(),
+        variant_groups=(),
+        speech=SpeechConfig(
+            voices=("fi", "hu", "tr", "da", "el", "sk", "hr", "lv"),
+            sentences=(
+                "The bakery on the corner sells bread until noon.",
+                "Engineers inspected the tunnel before it reopened.",
+                "The choir will sing in the cathedral on Sunday evening.",
+                "A small earthquake was felt across the valley last night.",
+                "The ferry timetable changes at the start of spring.",
+                "Researchers counted the birds nesting on the island.",
+                "The school added a second language to its courses.",
+                "Snow closed the mountain pass for most of the day.",
+                "The festival ended with fireworks over the lake.",
+                "Doctors advise drinking water during the heat wave.",
+                "The council approved a plan for new cycle lanes.",
+                "An old steam train carried visitors to the coast.",
+            ),
+        ),
+    )
+
+
+RESERVED_PACKAGES = ("warzone2100-music",)  # kept for checks outside this repository: no section may use it
+
+
 @dataclass(frozen=True)
 class CrossCorpusConfig:
     """params.yaml `cross_corpus`: a second validation corpus, built like the main one from recordings,
@@ -576,6 +629,8 @@ class BackboneTrainingConfig:
     learning_rate: float = 0.001
     temperature: float = 0.03
     checkpoint_every: int = 25
+    # also train on params.yaml `backbone_sources` (unlabelled recordings no corpus uses; issue 13)
+    extra_sources: bool = False
     speed_probability: float = 0.4
     speed_factors: tuple[float, ...] = (0.5, 0.75, 1.25, 1.5, 2.0)
     augment_presets: tuple[Chain, ...] = _freeze(
@@ -1004,6 +1059,7 @@ class Params:
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     cross_corpus: CrossCorpusConfig = field(default_factory=CrossCorpusConfig)
+    backbone_sources: SourcesConfig = field(default_factory=_backbone_sources)
     backbone_training: BackboneTrainingConfig = field(default_factory=BackboneTrainingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     dejavu: DejavuConfig = field(default_factory=DejavuConfig)
@@ -1011,6 +1067,33 @@ class Params:
     localisation: LocalisationConfig = field(default_factory=LocalisationConfig)
     ablations: AblationsConfig = field(default_factory=AblationsConfig)
     datasets: DatasetsConfig = field(default_factory=DatasetsConfig)
+
+    def __post_init__(self) -> None:
+        """The three source sets never share a package, album or voice: the backbone's extra audio and the
+        cross-corpus set are only worth something if no split of the main corpus holds their recordings."""
+        named = {
+            "sources": self.sources,
+            "cross_corpus.sources": self.cross_corpus.sources,
+            "backbone_sources": self.backbone_sources,
+        }
+        seen: dict[tuple[str, str], str] = {}
+        if any(self.sources is other for other in list(named.values())[1:]):
+            del named["sources"]  # put in place by cross_corpus_params / backbone_sources_params: not a clash
+        for where, src in named.items():
+            used = [] if src.music_dir else [("package", p.name) for p in src.debian_packages]
+            used += [] if src.music_dir else [("album", p.album) for p in src.debian_packages]
+            used += [("voice", v) for v in src.speech.voices] if src.speech.enabled else []
+            for kind, name in used:
+                if kind == "package" and name in RESERVED_PACKAGES:
+                    raise ValueError(f"{where}: package {name} is reserved for checks outside this repository")
+                if (kind, name) in seen and seen[kind, name] != where:
+                    raise ValueError(f"{where} and {seen[kind, name]} both use the {kind} {name!r}")
+                seen[kind, name] = where
+
+
+def backbone_sources_params(params: Params) -> Params:
+    """The settings that fetch the backbone's extra recordings: `backbone_sources` in place of `sources`."""
+    return replace(params, sources=params.backbone_sources)
 
 
 def cross_corpus_params(params: Params) -> Params:

@@ -1,10 +1,11 @@
-"""A backbone for when the AudioSet weights are absent: self-supervised, train split only.
+"""A backbone for when the AudioSet weights are absent: self-supervised, never on evaluation material.
 
 The paper transfers an AudioSet-pretrained CNN. Where that file cannot be had, the pipeline trains
 the same architecture with a contrastive objective (InfoNCE, as in SimCLR) on 2 s windows of the
-train-split recordings and transformed copies of the same windows (codec, filters, noise, mixing,
-EQ and speed changes, drawn from params). The loss acts directly on the 2528-d MAC descriptor, the
-vector retrieval uses. Every report names the backbone that produced it.
+train-split recordings (plus, with `extra_sources`, the unlabelled `backbone_sources` recordings that
+no corpus uses) and transformed copies of the same windows (codec, filters, noise, mixing, EQ and
+speed changes, drawn from params). The loss acts directly on the 2528-d MAC descriptor, the vector
+retrieval uses. Every report names the backbone that produced it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ def train_recordings(sources_dir: Path, corpus_log: Path) -> list[Recording]:
     return [r for r in load_manifest(sources_dir) if split.get(r.rec_id) == "train"]
 
 
+def extra_recordings(extra_dir: Path, sources_dir: Path) -> list[Recording]:
+    """Every recording of `backbone_sources`, refused by name if its bytes are one of the corpus's sources:
+    params.yaml keeps the packages apart, this keeps a file shipped by two packages out of training."""
+    corpus = {r.sha256: r.rec_id for r in load_manifest(sources_dir)}
+    extra = load_manifest(extra_dir)
+    shared = [f"{r.rec_id} = {corpus[r.sha256]}" for r in extra if r.sha256 in corpus]
+    if shared:
+        raise ValueError(f"{extra_dir}: recordings identical to corpus sources: {', '.join(shared[:5])}")
+    return extra
+
+
 class PairSampler:
     """Endless batches of (clean window, transformed copy) log-mel pairs, seeded."""
 
@@ -65,7 +77,7 @@ class PairSampler:
         chain = [dict(s) for s in self.presets[int(self.rng.integers(len(self.presets)))]]
         backgrounds = {}
         for step in chain:
-            if step["name"] == "mix":  # another window of the train split as interference
+            if step["name"] == "mix":  # another training window as interference
                 other = self.audio[int(self.rng.integers(len(self.audio)))]
                 o = int(self.rng.integers(0, other.size - self.window))
                 backgrounds[step["source"]] = other[o : o + self.window]
@@ -127,6 +139,7 @@ def train_backbone(
     corpus_dir: str | os.PathLike[str],
     output: str | os.PathLike[str],
     curve_path: str | os.PathLike[str],
+    extra_sources_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     on_checkpoint: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
@@ -142,7 +155,19 @@ def train_backbone(
     device = resolve_device(params.device)
     feat = FeatureConfig.from_params(params)
     recs = train_recordings(Path(sources_dir), Path(corpus_dir) / "construction_log.json")
-    audio = [load_audio(Path(sources_dir) / r.path, sample_rate=feat.sample_rate) for r in recs]
+    paths = [Path(sources_dir) / r.path for r in recs]
+    extra: list[Recording] = []
+    if cfg.extra_sources:
+        if extra_sources_dir is None:
+            raise ValueError(
+                "backbone_training.extra_sources is true: name the backbone_sources folder (--extra-sources)"
+            )
+        extra = extra_recordings(Path(extra_sources_dir), Path(sources_dir))
+        paths += [Path(extra_sources_dir) / r.path for r in extra]
+    audio = [
+        load_audio(p, sample_rate=feat.sample_rate)
+        for p in tqdm(paths, desc="decode", unit="file", disable=not progress, leave=False)
+    ]
     model = KumarCNN().to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg.learning_rate))
     output, curve_path = Path(output), Path(curve_path)
@@ -180,11 +205,13 @@ def train_backbone(
     bar.close()
     model.eval()
     meta = {
-        "objective": "InfoNCE on MAC descriptors of clean vs transformed 2 s windows (train split only)",
+        "objective": "InfoNCE on MAC descriptors of clean vs transformed 2 s windows (train split"
+        + (" and backbone_sources)" if extra else " only)"),
         "steps": step,
         "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
         "seconds": round(time.perf_counter() - start, 1),
         "recordings": [r.rec_id for r in recs],
+        "extra_recordings": [r.rec_id for r in extra],
         "final_loss": curve[-1]["loss"] if curve else None,
         "config": plain(cfg),
         "numerics": numerics_settings(),
