@@ -19,8 +19,8 @@ SUBCOMMAND_OPTIONS = {
     "report": ["--root", "--out", "--no-html"],
     "similarity": ["--method", "--queries", "--database", "--output", "--model", "--variant"],
     "train": ["--features-dir", "--output", "--curve", "--backbone"],
-    "train-backbone": ["--sources", "--corpus", "--output", "--max-steps"],
-    "fetch-sources": ["--output-dir", "--verify", "--accept"],
+    "train-backbone": ["--sources", "--corpus", "--output", "--max-steps", "--extra-sources"],
+    "fetch-sources": ["--output-dir", "--cross-output-dir", "--backbone-output-dir", "--verify", "--accept"],
     "build-corpus": ["--sources", "--output-dir", "--summary", "--workers"],
 }
 

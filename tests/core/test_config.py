@@ -4,6 +4,7 @@ misspelt key, an unknown section or a value of the wrong type stops the run nami
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
@@ -11,7 +12,14 @@ import pytest
 import yaml
 
 from ausil_lib.cli import main
-from ausil_lib.core.config import Params, load_params, parse_params, plain
+from ausil_lib.core.config import (
+    Params,
+    backbone_sources_params,
+    cross_corpus_params,
+    load_params,
+    parse_params,
+    plain,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -164,3 +172,49 @@ def test_plain_gives_back_the_yaml_shapes() -> None:
     cfg = load_params(ROOT / "params.yaml").backbone_training
     assert plain(cfg) == SHIPPED["backbone_training"]
     assert isinstance(plain(cfg)["augment_presets"][1], list)
+
+
+@pytest.mark.parametrize(
+    ("section", "edit", "message"),
+    [
+        (  # a package the cross-corpus set already uses
+            "backbone_sources",
+            lambda s, raw: s["debian_packages"].append(raw["cross_corpus"]["sources"]["debian_packages"][0]),
+            "backbone_sources and cross_corpus.sources both use the package 'xmoto-data'",
+        ),
+        (  # a voice of the main corpus's speech
+            "backbone_sources",
+            lambda s, raw: s["speech"]["voices"].append("de"),
+            "backbone_sources and sources both use the voice 'de'",
+        ),
+        (  # an album name, so two folders would hold recordings with one id
+            "cross_corpus",
+            lambda s, raw: s["sources"]["debian_packages"][0].update(album="wesnoth"),
+            "cross_corpus.sources and sources both use the album 'wesnoth'",
+        ),
+        (  # the package kept for checks outside the repository
+            "backbone_sources",
+            lambda s, raw: s["debian_packages"][0].update(name="warzone2100-music"),
+            "backbone_sources: package warzone2100-music is reserved",
+        ),
+    ],
+)
+def test_source_sets_never_share_material(section: str, edit, message: str) -> None:
+    raw = shipped()
+    edit(raw[section], raw)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_params(raw)
+
+
+def test_a_user_folder_replaces_the_packages_it_would_share() -> None:
+    """With music_dir set, a section's Debian packages are not fetched, so they cannot clash."""
+    raw = shipped()
+    raw["backbone_sources"]["debian_packages"] = raw["sources"]["debian_packages"]
+    raw["backbone_sources"]["music_dir"] = "my_music"
+    assert parse_params(raw).backbone_sources.music_dir == "my_music"
+
+
+def test_the_fetch_helpers_swap_sources_without_a_clash() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert backbone_sources_params(params).sources == params.backbone_sources
+    assert cross_corpus_params(params).sources == params.cross_corpus.sources
