@@ -142,6 +142,19 @@ def probe_section(root: Path) -> str:
     return markdown(shown)
 
 
+def taps_section(root: Path) -> str:
+    """Issue 13's probe of the layers feeding the MAC (scripts/mac_taps_probe.py)."""
+    from .tables import NOT_RUN, PROBE_COLUMNS, TAPS_MEAN, mac_taps_table
+
+    table = mac_taps_table(root)
+    if table.empty:
+        return f"*{NOT_RUN}*: scripts/mac_taps_probe.py has written no rows."
+    shown = table.drop(columns=["commit"]).set_index("backbone")
+    for label in [*PROBE_COLUMNS.values(), TAPS_MEAN]:
+        shown[label] = [f"{v:.3f}" for v in shown[label]]
+    return markdown(shown)
+
+
 def data_curve_section(root: Path) -> str:
     """Issue 13's AuSiL learning curve (scripts/ausil_data_curve.py): selection-set mAP against training queries."""
     from .tables import DATA_CURVE_GAP, NOT_RUN, ausil_data_curve_table
@@ -240,6 +253,7 @@ ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "localisation": ("metrics/localisation", localisation_section),
     "probe": ("reports/ablations", probe_section),
     "datacurve": ("reports/ablations", data_curve_section),
+    "taps": ("reports/ablations", taps_section),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }

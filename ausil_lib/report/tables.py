@@ -55,6 +55,7 @@ __all__ = [
     "backbone_note",
     "ausil_data_curve_table",
     "backbone_probe_table",
+    "mac_taps_table",
     "components_table",
     "corpus_table",
     "cross_corpus_table",
@@ -444,6 +445,30 @@ def backbone_probe_table(root: PathLike) -> pd.DataFrame:
         columns=["recipe", "backbone", "steps", PROBE_RECIPE, *PROBE_COLUMNS.values(), "commit"],
     )
     return frame.sort_values(["backbone", "recipe", "steps"], ignore_index=True)
+
+
+TAPS_FILE = "reports/ablations/mac_taps_probe.json"
+TAPS_MEAN = "mean of the three MAC + W"  # the probes' selection rule
+
+
+def mac_taps_table(root: PathLike) -> pd.DataFrame:
+    """Subsets of the backbone layers feeding the MAC (scripts/mac_taps_probe.py), scored like the backbone
+    probes on the selection sets only, per backbone, in the script's order (the paper's twelve taps first)."""
+    rows = sorted((_read_json(Path(root, TAPS_FILE)) or {}).values(), key=lambda r: (r["backbone"], r["order"]))
+    return pd.DataFrame(
+        [
+            {
+                "backbone": r["backbone"],
+                "taps": r["taps"],
+                "dims": r["dims"],
+                **{label: r[key] for key, label in PROBE_COLUMNS.items()},
+                TAPS_MEAN: (r["val_mac_w"] + r["cross_val_mac_w"] + r["cross_val_speed_mac_w"]) / 3,
+                "commit": r["commit"],
+            }
+            for r in rows
+        ],
+        columns=["backbone", "taps", "dims", *PROBE_COLUMNS.values(), TAPS_MEAN, "commit"],
+    )
 
 
 DATA_CURVE_FILE = "reports/ablations/ausil_data_curve.json"

@@ -99,7 +99,7 @@ def test_render_fills_the_data_curve_section(tmp_path: Path) -> None:
     }
     (tmp_path / "reports" / "ablations").mkdir(parents=True)
     (tmp_path / "reports" / "ablations" / "ausil_data_curve.json").write_text(json.dumps({"q5": row}))
-    markers = "".join(f"<!-- {name}:begin -->\n<!-- {name}:end -->\n" for name in ("probe", "datacurve"))
+    markers = "".join(f"<!-- {name}:begin -->\n<!-- {name}:end -->\n" for name in ("probe", "datacurve", "taps"))
     out = render(markers, tmp_path)
     assert "| 5 | 12 / 40 | 100 | 10 | 0.950 | 0.900 | 0.750 | 0.800 | -0.050 | max_steps |" in out
     assert "abc1234" not in out  # the commit stays in the notebook's table

@@ -480,6 +480,21 @@ def test_ausil_data_curve_table(tmp_path: Path) -> None:
     assert table[report.DATA_CURVE_GAP].tolist() == pytest.approx([0.05, -0.05])
 
 
+def test_mac_taps_table(tmp_path: Path) -> None:
+    assert report.mac_taps_table(tmp_path).empty
+    scores = {"val_mac": 0.7, "val_mac_w": 0.9, "cross_val_mac_w": 0.8, "cross_val_speed_mac_w": 0.4}
+    row = {"backbone": "main", "dims": 2528, "commit": "abc1234", **scores}
+    rows = {
+        "main:zz": {**row, "taps": "zz", "order": 0},  # the file's keys are sorted; the script's order is kept
+        "main:aa": {**row, "taps": "aa", "order": 1, "val_mac_w": 0.6},
+        "random:zz": {**row, "taps": "zz", "order": 0, "backbone": "random"},
+    }
+    atomic_write_json(tmp_path / report.TAPS_FILE, rows)
+    table = report.mac_taps_table(tmp_path)
+    assert table[["backbone", "taps"]].values.tolist() == [["main", "zz"], ["main", "aa"], ["random", "zz"]]
+    assert table[report.TAPS_MEAN].tolist() == pytest.approx([0.7, 0.6, 0.7])
+
+
 def test_training_summary_rounds_wall_time(tmp_path: Path) -> None:
     meta = {"best_step": 10, "seconds": 360.4, "val_map": 0.95983, "triplets": {"triplets": 5}, "config": {"r": 0.1}}
     atomic_write_json(tmp_path / "reports" / "training_main.meta.json", meta)
