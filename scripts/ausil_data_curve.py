@@ -7,9 +7,12 @@ data would close the gap: it trains the network (params.yaml `training`, the `tr
 model selection) with its triplets mined from only the first K training queries, for each K given,
 and scores the chosen checkpoint on the selection sets (`val`, cross-corpus `val`) beside MAC + W.
 Everything else (features, PCA sample, negatives' pool, validation) is the default run's. `test` is
-never read. Rows are merged into --output by K; the ablations notebook shows them.
+never read. Rows are merged into --output by K and recipe; the ablations notebook shows them.
+A recipe changes params.yaml `training` (--set) or how the similarity CNN starts (--cnn-init); the chosen
+checkpoint is also scored on the cross-corpus `val_speed`, which takes no part in the choice:
 
     python scripts/ausil_data_curve.py --queries 5,10,19,38
+    python scripts/ausil_data_curve.py --queries 38 --cnn-init identity --set learning_rate=0.0001
 
 Run from the repository root after `make repro` (it reads features/main, features/cross_main,
 data/corpus and data/cross_corpus).
@@ -23,16 +26,73 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
+
+# isort: split
+import torch
+from torch import nn
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
 from ausil_lib.core.formats import atomic_write_json, read_annotations
-from ausil_lib.models.ausil import AuSiL, learn_pca
+from ausil_lib.models import training
+from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, load_model
 from ausil_lib.models.backbone import load_backbone
 from ausil_lib.models.training import load_benchmark_features, pca_sample, train_ausil, validation_map
 
 CORPUS = Path("data/corpus")
 CROSS = (Path("features/cross_main"), Path("data/cross_corpus"))
 FEATURES = Path("features/main")
+CNN_INITS = ("torch", "glorot", "identity")
+
+
+def initialise_cnn(cnn: SimilarityCNN, scheme: str) -> None:
+    """Set the similarity CNN's starting weights (it is seeded by the training just before).
+
+    torch: left as built, the pipeline's training. glorot: Glorot-uniform kernels and zero biases, the
+    defaults of the Keras layers in the authors' released graph. identity: as glorot, then channel 0 of
+    each layer passes its input through (centre tap 1; +1 before the ReLUs, -1 at the 1x1 head, which
+    reads only that channel), so the untrained network outputs the 4x4 max-pooled similarity map: the
+    training starts from a Chamfer-like similarity instead of noise, and the other channels, which the
+    head reads with weight 0, get gradients from the first step.
+    """
+    if scheme not in CNN_INITS:
+        raise ValueError(f"--cnn-init must be one of {', '.join(CNN_INITS)}, got {scheme!r}")
+    if scheme == "torch":
+        return
+    convs = (cnn.conv1, cnn.conv2, cnn.conv3, cnn.fconv)
+    with torch.no_grad():
+        for conv in convs:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+        if scheme == "identity":
+            for conv in convs[:3]:
+                conv.weight[0].zero_()
+                conv.weight[0, 0, 1, 1] = 1.0
+            cnn.conv1.bias[0] = 1.0  # similarities lie in [-1, 1]; shifted by 1 the ReLUs keep them
+            cnn.fconv.weight.zero_()
+            cnn.fconv.weight[0, 0] = 1.0
+            cnn.fconv.bias[0] = -1.0
+
+
+def initialised(scheme: str) -> Callable[..., AuSiL]:
+    """A drop-in for the AuSiL class that `train_ausil` builds its model with, starting its CNN by `scheme`."""
+
+    def build(*args: Any, **kwargs: Any) -> AuSiL:
+        model = AuSiL(*args, **kwargs)
+        initialise_cnn(model.cnn, scheme)
+        return model
+
+    return build
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def subset_corpus(work: Path, k: int) -> tuple[Path, int]:
@@ -52,8 +112,16 @@ def subset_corpus(work: Path, k: int) -> tuple[Path, int]:
     return root, sum(len(ann[q].get("DA", [])) for q in keep)
 
 
+def speed_map(model: AuSiL, params: Params) -> float:
+    """mAP on the cross-corpus val_speed (speed-changed queries; not a selection set)."""
+    device = resolve_device(params.device)
+    feats = load_benchmark_features(CROSS[0], CROSS[1] / "val_speed")
+    return round(validation_map(model.to(device).eval(), feats, CROSS[1] / "val_speed", device), 5)
+
+
 def mac_w_reference(params: Params) -> dict[str, float]:
-    """MAC + W mAP on the selection sets: the similarity without any network, PCA as the training learns it."""
+    """MAC + W mAP on the selection sets (and the cross-corpus val_speed): the similarity without any
+    network, PCA as the training learns it."""
     cfg = params.training
     train = load_benchmark_features(FEATURES, CORPUS / "train")
     model = AuSiL(variant="mac_w")
@@ -65,19 +133,25 @@ def mac_w_reference(params: Params) -> dict[str, float]:
     return {
         "val_mac_w": round(validation_map(model, val, CORPUS / "val", device), 5),
         "cross_val_mac_w": round(validation_map(model, cross, CROSS[1] / "val", device), 5),
+        "cross_val_speed_mac_w": speed_map(model, params),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", required=True, help="comma-separated numbers of training queries (K)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params.yaml training override")
+    ap.add_argument("--cnn-init", choices=CNN_INITS, default="torch", help="the CNN's starting weights (%(default)s)")
     ap.add_argument("--work", default=".cache/ausil_data_curve", help="subset corpora, models (default: %(default)s)")
     ap.add_argument("--output", default="reports/ablations/ausil_data_curve.json")
     args = ap.parse_args()
 
     params = load_params()
+    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    changes = overrides | ({"cnn_init": args.cnn_init} if args.cnn_init != "torch" else {})
+    recipe = " ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "default"
     # budget_s is the pipeline's safety cap; a probe run beside other jobs must still reach max_steps
-    cfg = params.training
+    cfg = replace(params.training, **overrides)
     params = replace(params, training=replace(cfg, budget_s=max(cfg.budget_s, 60.0 * cfg.max_steps)))
     _, info = load_backbone(params)
     work = Path(args.work)
@@ -86,19 +160,22 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out_path = Path(args.output)
     for k in sorted({int(s) for s in args.queries.split(",") if s}):
+        name = f"q{k}" if not changes else f"q{k} {recipe}"
         corpus, positives = subset_corpus(work, k)
-        meta = train_ausil(
-            params,
-            FEATURES,
-            corpus,
-            work / f"ausil_q{k}.pt",
-            work / f"curve_q{k}.json",
-            info.label,
-            progress=False,
-            cross=(str(CROSS[0]), str(CROSS[1])),
-        )
+        with mock.patch.object(training, "AuSiL", initialised(args.cnn_init)):
+            meta = train_ausil(
+                params,
+                FEATURES,
+                corpus,
+                work / f"ausil_{name}.pt",
+                work / f"curve_{name}.json",
+                info.label,
+                progress=False,
+                cross=(str(CROSS[0]), str(CROSS[1])),
+            )
         row = {
             "queries": k,
+            "recipe": recipe,
             "positive_pairs": positives,
             "triplets": meta["triplets"],
             "steps": meta["steps"],
@@ -106,16 +183,20 @@ def main() -> None:
             "best_step": meta["best_step"],
             "val_map": meta["val_map"],
             "cross_val_map": meta["cross_val_map"],
+            "cross_val_speed_map": speed_map(load_model(work / f"ausil_{name}.pt")[0], params),
             **reference,
             "train_seconds": meta["seconds"],
             "backbone": info.label,
             "commit": commit,
             "config": plain(params.training),
+            "cnn_init": args.cnn_init,
         }
-        print(f"K={k}", json.dumps({key: row[key] for key in ("best_step", "val_map", "cross_val_map")}), flush=True)
+        shown = ("best_step", "val_map", "cross_val_map", "cross_val_speed_map")
+        print(name, json.dumps({key: row[key] for key in shown}), flush=True)
         # read just before writing, so that rows another run wrote meanwhile are kept
         rows = json.loads(out_path.read_text()) if out_path.is_file() else {}
-        atomic_write_json(out_path, dict(sorted((rows | {f"q{k}": row}).items(), key=lambda kv: int(kv[0][1:]))))
+        merged = rows | {name: row}
+        atomic_write_json(out_path, {n: merged[n] for n in sorted(merged, key=lambda n: (merged[n]["queries"], n))})
 
 
 if __name__ == "__main__":

@@ -164,7 +164,9 @@ def data_curve_section(root: Path) -> str:
         return f"*{NOT_RUN}*: scripts/ausil_data_curve.py has written no rows."
     shown = table.drop(columns=["commit"]).set_index("training queries")
     for label in [c for c in shown.columns if "val" in c]:
-        shown[label] = [f"{v:+.3f}" if label == DATA_CURVE_GAP else f"{v:.3f}" for v in shown[label]]
+        shown[label] = [
+            "–" if pd.isna(v) else f"{v:+.3f}" if label == DATA_CURVE_GAP else f"{v:.3f}" for v in shown[label]
+        ]
     return markdown(shown)
 
 

@@ -478,10 +478,12 @@ DATA_CURVE_GAP = "cross-corpus val, full - MAC + W"
 def ausil_data_curve_table(root: PathLike) -> pd.DataFrame:
     """AuSiL trained on the triplets of the first K training queries (scripts/ausil_data_curve.py), the
     checkpoint chosen as the default run chooses it, beside MAC + W (no network) on the same selection
-    sets: whether more annotated training data would let the network beat its own input similarity."""
+    sets: whether more annotated training data, or another recipe (--set), would let the network beat its
+    own input similarity."""
     rows = _read_json(Path(root, DATA_CURVE_FILE)) or {}
     cells = {
         "training queries": lambda r: r["queries"],
+        "recipe": lambda r: r.get("recipe", "default"),
         "positive pairs kept / annotated": lambda r: f"{r['triplets']['positive_pairs_kept']} / {r['positive_pairs']}",
         "triplets": lambda r: r["triplets"]["triplets"],
         "chosen step": lambda r: r["best_step"],
@@ -490,11 +492,15 @@ def ausil_data_curve_table(root: PathLike) -> pd.DataFrame:
         "cross-corpus val, full": lambda r: r["cross_val_map"],
         "cross-corpus val, MAC + W": lambda r: r["cross_val_mac_w"],
         DATA_CURVE_GAP: lambda r: r["cross_val_map"] - r["cross_val_mac_w"],
+        # not a selection set; rows written before 2026-12-02's sixth session lack it
+        "cross-corpus val_speed, full": lambda r: r.get("cross_val_speed_map", NAN),
+        "cross-corpus val_speed, MAC + W": lambda r: r.get("cross_val_speed_mac_w", NAN),
         "stopped by": lambda r: r["stopped_by"],
         "commit": lambda r: r["commit"],
     }
     frame = pd.DataFrame([{k: cell(r) for k, cell in cells.items()} for r in rows.values()], columns=list(cells))
-    return frame.sort_values("training queries", ignore_index=True)
+    frame["_changed"] = frame["recipe"] != "default"  # the default recipe first for each K
+    return frame.sort_values(["training queries", "_changed", "recipe"], ignore_index=True).drop(columns="_changed")
 
 
 def speed_table(root: PathLike) -> pd.DataFrame:

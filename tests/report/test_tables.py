@@ -473,11 +473,17 @@ def test_ausil_data_curve_table(tmp_path: Path) -> None:
             "cross_val_map": 0.85,
         },
     }
+    speed = {"cross_val_speed_map": 0.7, "cross_val_speed_mac_w": 0.75}
+    rows["q19 cnn_init=identity"] = {**rows["q19"], **speed, "recipe": "cnn_init=identity", "cross_val_map": 0.9}
     atomic_write_json(tmp_path / report.DATA_CURVE_FILE, rows)
     table = report.ausil_data_curve_table(tmp_path)
-    assert table["training queries"].tolist() == [5, 19]  # sorted by K, not by the file's order
-    assert table["positive pairs kept / annotated"].tolist() == ["12 / 40", "60 / 150"]
-    assert table[report.DATA_CURVE_GAP].tolist() == pytest.approx([0.05, -0.05])
+    assert table["training queries"].tolist() == [5, 19, 19]  # sorted by K, not by the file's order
+    assert table["recipe"].tolist() == ["default", "default", "cnn_init=identity"]  # rows without one: default
+    assert table["positive pairs kept / annotated"].tolist() == ["12 / 40", "60 / 150", "60 / 150"]
+    assert table[report.DATA_CURVE_GAP].tolist() == pytest.approx([0.05, -0.05, 0.1])
+    # rows written before the speed set was scored show it as missing, not as zero
+    assert table["cross-corpus val_speed, full"].isna().tolist() == [True, True, False]
+    assert table["cross-corpus val_speed, MAC + W"].iloc[2] == pytest.approx(0.75)
 
 
 def test_mac_taps_table(tmp_path: Path) -> None:
