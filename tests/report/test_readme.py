@@ -97,9 +97,14 @@ def test_render_fills_the_data_curve_section(tmp_path: Path) -> None:
         "stopped_by": "max_steps",
         "commit": "abc1234",
     }
+    recipe = dict(row, recipe="cnn-init identity", cross_val_speed_map=0.7, cross_val_speed_mac_w=0.72)
     (tmp_path / "reports" / "ablations").mkdir(parents=True)
-    (tmp_path / "reports" / "ablations" / "ausil_data_curve.json").write_text(json.dumps({"q5": row}))
+    (tmp_path / "reports" / "ablations" / "ausil_data_curve.json").write_text(
+        json.dumps({"q5": row, "q5 cnn-init identity": recipe})
+    )
     markers = "".join(f"<!-- {name}:begin -->\n<!-- {name}:end -->\n" for name in ("probe", "datacurve", "taps"))
     out = render(markers, tmp_path)
-    assert "| 5 | 12 / 40 | 100 | 10 | 0.950 | 0.900 | 0.750 | 0.800 | -0.050 | max_steps |" in out
+    # a row written before the speed columns existed shows "–" there, not a made-up number
+    assert "| 5 | default | 12 / 40 | 100 | 10 | 0.950 | 0.900 | 0.750 | 0.800 | -0.050 | – | – | max_steps |" in out
+    assert "| 5 | cnn-init identity | 12 / 40 | 100 | 10 | 0.950 | 0.900 | 0.750 | 0.800 | -0.050 | 0.700 | 0.720 |" in out
     assert "abc1234" not in out  # the commit stays in the notebook's table
