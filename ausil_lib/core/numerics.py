@@ -9,6 +9,7 @@ threads (reductions and GEMMs split their work by it). `pin_numerics` fixes all 
   ATEN_CPU_CAPABILITY=avx2           ATen's vector kernels (read when the first op dispatches)
   ONEDNN_MAX_CPU_ISA=AVX2            oneDNN's ISA (DNNL_MAX_CPU_ISA is the pre-3.0 name; both are set)
   MKL_CBWR=COMPATIBLE                MKL's conditional numerical reproducibility branch, see below
+  OPENBLAS_CORETYPE=Haswell          the AVX2 kernels of numpy's and scipy's OpenBLAS (on CPUs with AVX2)
   OMP_NUM_THREADS, MKL_NUM_THREADS   the fixed thread count (NUM_THREADS, or AUSIL_NUM_THREADS)
   CUBLAS_WORKSPACE_CONFIG=:4096:8    lets cuBLAS be deterministic where a GPU is used
 
@@ -26,6 +27,13 @@ Intel and an AMD machine agree. COMPATIBLE is the branch MKL documents as identi
 compatible processors. Its price is in float32 GEMMs, about 2x (AuSiL's PCA embedding of 200 videos x 60
 segments: 1.0 s -> 2.1 s on 2 threads); the backbone's convolutions run in oneDNN and do not pay it
 (AVX2 instead of AVX-512 there: +18 %). `MKL_CBWR=AVX2` in the environment trades that back.
+
+OPENBLAS_CORETYPE: numpy and scipy bring their own OpenBLAS, which also picks its kernels per CPU. The
+corpus's transforms and the backbone's augmentations run through it, so without this pin an AVX-512 AMD
+EPYC (Zen 4) built another corpus and trained another backbone than the AVX2 reference machine (losses
+apart from step 6 on); with it, the same losses. OpenBLAS reads it when numpy loads, so numpy too must be
+imported after ausil_lib. A CPU without AVX2 keeps OpenBLAS's own choice (forcing Haswell kernels there
+would stop the process on an illegal instruction).
 
 Every variable is set with `os.environ.setdefault`: a value already in the environment wins, so a
 user can override deliberately (`ATEN_CPU_CAPABILITY=avx512 ausil ...`); `numerics_settings()`
@@ -64,10 +72,26 @@ def _defaults() -> dict[str, str]:
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "DNNL_MAX_CPU_ISA": "AVX2",
         "MKL_CBWR": "COMPATIBLE",
+        **({"OPENBLAS_CORETYPE": "Haswell"} if _has_avx2() else {}),
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
     }
+
+
+def _has_avx2() -> bool:
+    """Whether this is an x86-64 CPU with AVX2 and FMA, the instructions of OpenBLAS's Haswell kernels."""
+    if platform.machine().lower() not in {"x86_64", "amd64"}:
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return {"avx2", "fma"} <= flags
+    except OSError:
+        pass
+    return False
 
 
 PINNED_ENV = (
@@ -75,12 +99,13 @@ PINNED_ENV = (
     "ONEDNN_MAX_CPU_ISA",
     "DNNL_MAX_CPU_ISA",
     "MKL_CBWR",
+    "OPENBLAS_CORETYPE",
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "CUBLAS_WORKSPACE_CONFIG",
 )
 #: the variables numerics_settings() records: those pinned, plus the ones that steer them or numpy's BLAS
-RECORDED_ENV = (*PINNED_ENV, THREADS_ENV, "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS")
+RECORDED_ENV = (*PINNED_ENV, THREADS_ENV, "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_NUM_THREADS")
 
 _state: dict[str, Any] = {
     "called": False,

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ausil_lib
 from ausil_lib.core.numerics import NUM_THREADS, PINNED_ENV, RECORDED_ENV, THREADS_ENV, numerics_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,21 @@ def test_the_libraries_run_the_pinned_code_paths() -> None:
         assert re.search(r"exec,cpu,convolution,jit:", out) and not re.search(r"exec,cpu,convolution,jit:avx512", out)
     if torch.backends.mkl.is_available() and "SGEMM" in out:
         assert "CNR:COMPATIBLE" in out, out[-2000:]
+
+
+def test_numpys_openblas_runs_the_pinned_kernels() -> None:
+    """numpy's OpenBLAS (the corpus's transforms, the backbone's augmentations) runs its AVX2 kernels."""
+    code = (
+        "import json, ausil_lib, numpy, threadpoolctl\n"
+        "print(json.dumps([i.get('architecture') for i in threadpoolctl.threadpool_info()"
+        " if i.get('internal_api') == 'openblas']))"
+    )
+    architectures = json.loads(run_python(code).stdout.strip().splitlines()[-1])
+    assert architectures, "numpy loaded no OpenBLAS"
+    if (
+        X86 and ausil_lib.core.numerics._has_avx2()
+    ):  # an AVX-512 CPU reports SkylakeX / Cooperlake / Zen without the pin
+        assert set(architectures) == {"Haswell"}, architectures
 
 
 def test_calling_it_again_after_a_clean_import_does_not_warn() -> None:
