@@ -525,9 +525,10 @@ def build_corpus(
     renderer = Renderer(sources_dir, {r.rec_id: r for r in recordings}, sr, cfg.seed)
     media = out_dir / "media"
     for split in SPLITS:
-        # a clip already written with the same plan is kept (resume); anything else is rendered again
+        # a clip already written with the same plan by the same renderer is kept; anything else is rendered again
         (media / split).mkdir(parents=True, exist_ok=True)
-    previous = _previous_log(out_dir)
+    fingerprint = renderer_fingerprint()
+    previous = _previous_log(out_dir, fingerprint)
     todo = []
     for clip in clips:
         prior = previous.get(clip.clip_id)
@@ -570,6 +571,7 @@ def build_corpus(
         out_dir / "all_videos.txt", {c.clip_id: str(media / c.split / f"{c.clip_id}.{c.fmt}") for c in clips}
     )
     log = {
+        "renderer": fingerprint,
         "recordings": {r.rec_id: {**r.to_dict(), "split": split_of[r.group]} for r in recordings},
         "clips": [c.to_dict() for c in clips],
         "labels": {
@@ -585,12 +587,45 @@ def build_corpus(
     return summary
 
 
-def _previous_log(out_dir: Path) -> dict[str, dict[str, Any]]:
+#: the modules whose code decides a clip's bytes, beside its plan (paths inside ausil_lib)
+RENDERER_MODULES = ("datasets/embedded/corpus.py", "audio/transforms.py", "audio/decode.py", "core/numerics.py")
+RENDERER_PACKAGES = ("numpy", "scipy", "audiomentations", "imageio-ffmpeg")
+
+
+def renderer_fingerprint() -> str:
+    """A digest of what a clip's bytes depend on beside its plan: rendering code, pinned numerics, libraries.
+
+    A rebuild keeps a finished clip only under the same fingerprint, so an edit of that code or a new
+    numerics pin renders every clip again instead of leaving old clips that DVC would record as new.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ...core.numerics import PINNED_ENV
+
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parents[2]
+    for name in RENDERER_MODULES:
+        h.update(name.encode() + b"\0" + (package / name).read_bytes())
+    for name in PINNED_ENV:
+        h.update(f"{name}={os.environ.get(name)}\0".encode())
+    for name in RENDERER_PACKAGES:
+        try:
+            h.update(f"{name}=={version(name)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{name} absent\0".encode())
+    return h.hexdigest()
+
+
+def _previous_log(out_dir: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
+    """The clips of the last finished build, if the same renderer made them (else nothing is kept)."""
     path = out_dir / "construction_log.json"
     if not path.is_file():
         return {}
     try:
-        return {c["clip_id"]: c for c in json.loads(path.read_text(encoding="utf-8"))["clips"]}
+        log = json.loads(path.read_text(encoding="utf-8"))
+        if log.get("renderer") != fingerprint:
+            return {}
+        return {c["clip_id"]: c for c in log["clips"]}
     except (json.JSONDecodeError, KeyError):
         return {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,29 @@ def test_rebuild_resumes_without_rendering(corpus, monkeypatch) -> None:
 
     monkeypatch.setattr(corpus_module.Renderer, "write", fail)
     build_corpus(params, root / "sources", out, progress=False)
+
+
+def test_rebuild_after_a_renderer_change_renders_every_clip_again(corpus, tmp_path: Path, monkeypatch) -> None:
+    """A finished clip made by other code or numerics is not kept: DVC would record it as the new code's."""
+    params, root, out = corpus
+    from ausil_lib.datasets.embedded import corpus as corpus_module
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    rendered: list[str] = []
+    write = corpus_module.Renderer.write
+
+    def counting(self, clip, media):
+        rendered.append(clip.clip_id)
+        return write(self, clip, media)
+
+    monkeypatch.setattr(corpus_module.Renderer, "write", counting)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "another kernel set")  # a pinned variable changed
+    build_corpus(params, root / "sources", copy, progress=False)
+    clips = log_of(copy)["clips"]
+    assert sorted(rendered) == sorted(c["clip_id"] for c in clips)
+    assert log_of(copy)["renderer"] != log_of(out)["renderer"]
+    assert [c["sha256"] for c in clips] == [c["sha256"] for c in log_of(out)["clips"]]  # same code: same bytes
 
 
 def test_manifest_records_origin_and_hashes(corpus) -> None:
