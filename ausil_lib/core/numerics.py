@@ -83,15 +83,19 @@ def _has_avx2() -> bool:
     """Whether this is an x86-64 CPU with AVX2 and FMA, the instructions of OpenBLAS's Haswell kernels."""
     if platform.machine().lower() not in {"x86_64", "amd64"}:
         return False
+    return {"avx2", "fma"} <= set((_cpuinfo("flags") or "").split())
+
+
+def _cpuinfo(field: str) -> str | None:
+    """The first value of a /proc/cpuinfo field (None where there is no such file or field)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return {"avx2", "fma"} <= flags
+                if line.split(":", 1)[0].strip() == field:
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return False
+    return None
 
 
 PINNED_ENV = (
@@ -179,14 +183,7 @@ def apply_torch_settings() -> None:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def numerics_settings() -> dict[str, Any]:
