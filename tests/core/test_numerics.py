@@ -125,9 +125,8 @@ def test_numpys_openblas_runs_the_pinned_kernels() -> None:
     )
     architectures = json.loads(run_python(code).stdout.strip().splitlines()[-1])
     assert architectures, "numpy loaded no OpenBLAS"
-    if (
-        X86 and ausil_lib.core.numerics._has_avx2()
-    ):  # an AVX-512 CPU reports SkylakeX / Cooperlake / Zen without the pin
+    # without the pin an AVX-512 CPU reports SkylakeX, Cooperlake or Zen here
+    if X86 and ausil_lib.core.numerics._has_avx2():
         assert set(architectures) == {"Haswell"}, architectures
 
 
