@@ -126,7 +126,7 @@ def test_numpys_openblas_runs_the_pinned_kernels() -> None:
     architectures = json.loads(run_python(code).stdout.strip().splitlines()[-1])
     assert architectures, "numpy loaded no OpenBLAS"
     # without the pin an AVX-512 CPU reports SkylakeX, Cooperlake or Zen here
-    if X86 and ausil_lib.core.numerics._has_avx2():
+    if ausil_lib.core.numerics._has_avx2():  # x86-64 with AVX2 and FMA
         assert set(architectures) == {"Haswell"}, architectures
 
 
