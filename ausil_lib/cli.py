@@ -378,6 +378,8 @@ def cmd_locate(args: argparse.Namespace) -> int:
         from .localisation.dejavu import DejavuLocator
 
         locator = DejavuLocator(params.dejavu, cfg, params.audio.ffmpeg, params.audio.decode_timeout_s)
+        files = {q: queries[q] for q in pairs} | {v: database[v] for vs in pairs.values() for v in vs}
+        locator.prefetch(files, params.dejavu.workers)
         what = "aligned hashes of the best offset difference (Dejavu's hashes, matched without PostgreSQL)"
     else:
         from .baselines.spectro import SpectroMethod

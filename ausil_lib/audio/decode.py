@@ -26,6 +26,10 @@ class AudioError(RuntimeError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self) -> tuple[type[AudioError], tuple[str, str]]:
+        """Rebuilt from path and reason, so the error crosses from a worker process intact."""
+        return (AudioError, (self.path, self.reason))
+
 
 @cache
 def find_ffmpeg(explicit: str | None = None) -> str:

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -87,6 +88,35 @@ def dejavu_hashes(samples: np.ndarray, config: DejavuConfig) -> set[tuple[str, i
         )
 
 
+@dataclass(frozen=True)
+class FileHashes:
+    """One file's Dejavu fingerprint with what the index records about it, made by `file_hashes`."""
+
+    content: str  # SHA-1 of the decoded samples, in Dejavu's unique_hash form
+    n_samples: int
+    hashes: set[tuple[str, int]]
+    decode_s: float
+    fingerprint_s: float
+
+
+def file_hashes(
+    item: tuple[str, str | os.PathLike[str]], config: DejavuConfig, ffmpeg: str | None, timeout_s: float
+) -> FileHashes:
+    """Decode and fingerprint one (video id, path) item: the per-file work of indexing, which
+    `DejavuMethod.index` runs in worker processes (AudioError naming the file)."""
+    started = time.perf_counter()
+    samples = dejavu_samples(item[1], ffmpeg, timeout_s)
+    decoded = time.perf_counter()
+    hashes = dejavu_hashes(samples, config)
+    return FileHashes(
+        hashlib.sha1(samples.tobytes()).hexdigest().upper(),
+        int(samples.size),
+        hashes,
+        decoded - started,
+        time.perf_counter() - decoded,
+    )
+
+
 def best_alignment(differences: Mapping[int, int]) -> tuple[int, int]:
     """(count, difference) of the largest group of equal offset differences (video offset minus query
     offset, in frames), as Dejavu's `align_matches` picks it: a tie goes to the smallest difference,
@@ -136,8 +166,8 @@ class DejavuIndex:
         decode_timeout_s: float = 600.0,
     ) -> None:
         self.config = config
-        self._ffmpeg = ffmpeg
-        self._decode_timeout_s = decode_timeout_s
+        self.ffmpeg = ffmpeg
+        self.decode_timeout_s = decode_timeout_s
         self._dejavu = Dejavu(cluster.dejavu_config)  # creates Dejavu's tables
         self._song_of_video: dict[str, int] = {}  # video_id -> Dejavu song_id
         self._song_of_content: dict[str, int] = {}  # SHA-1 of the decoded samples -> song_id
@@ -149,39 +179,38 @@ class DejavuIndex:
         self._hashes_stored = 0
         self._queries = 0
 
-    def add(self, video_id: str, path: str | os.PathLike[str]) -> None:
-        """Decode, fingerprint with Dejavu and store under `video_id` through Dejavu's PostgreSQL layer.
+    def add(self, video_id: str, path: str | os.PathLike[str], prepared: FileHashes | None = None) -> None:
+        """Decode, fingerprint with Dejavu and store under `video_id` through Dejavu's PostgreSQL layer;
+        `prepared` is this file's `file_hashes`, when a worker process has made it already.
 
         Raises AudioError (naming the file) for media that cannot be decoded.  Audio identical to an
-        indexed video is not fingerprinted again (Dejavu skips a file hash it knows); both videos
-        then share one song and always get the same score.
+        indexed video is not stored again (Dejavu skips a file hash it knows); both videos then share
+        one song and always get the same score.
         """
         if video_id in self._song_of_video:
             raise ValueError(f"video {video_id!r} is already indexed")
         if len(video_id) > _SONG_NAME_MAX:
             raise ValueError(f"video id longer than Dejavu's {_SONG_NAME_MAX}-character song_name: {video_id!r}")
-        started = time.perf_counter()
-        samples = dejavu_samples(path, self._ffmpeg, self._decode_timeout_s)
-        decoded = time.perf_counter()
-        content = hashlib.sha1(samples.tobytes()).hexdigest().upper()  # Dejavu's unique_hash form
-        song_id = self._song_of_content.get(content)
+        if prepared is None:
+            prepared = file_hashes((video_id, path), self.config, self.ffmpeg, self.decode_timeout_s)
+        elapsed = prepared.decode_s + prepared.fingerprint_s
+        song_id = self._song_of_content.get(prepared.content)
         if song_id is None:
-            hashes = dejavu_hashes(samples, self.config)
-            fingerprinted = time.perf_counter()
-            song_id = self._store(video_id, content, hashes)
-            self._totals["fingerprint_s"] += fingerprinted - decoded
-            self._totals["insert_s"] += time.perf_counter() - fingerprinted
-            self._hashes_stored += len(hashes)
-            self._totals["audio_fingerprinted_s"] += samples.size / SAMPLE_RATE
-            self._song_of_content[content] = song_id
+            started = time.perf_counter()
+            song_id = self._store(video_id, prepared.content, prepared.hashes)
+            insert_s = time.perf_counter() - started
+            elapsed += insert_s
+            self._totals["insert_s"] += insert_s
+            self._hashes_stored += len(prepared.hashes)
+            self._song_of_content[prepared.content] = song_id
             self._song_names[song_id] = video_id
             self._analyzed = False
         self._song_of_video[video_id] = song_id
-        elapsed = time.perf_counter() - started
         self._index_s_per_video[video_id] = elapsed
-        self._totals["decode_s"] += decoded - started
+        self._totals["decode_s"] += prepared.decode_s
+        self._totals["fingerprint_s"] += prepared.fingerprint_s
+        self._totals["index_audio_s"] += prepared.n_samples / SAMPLE_RATE
         self._totals["index_s"] += elapsed
-        self._totals["index_audio_s"] += samples.size / SAMPLE_RATE
 
     def finalize(self) -> None:
         """ANALYZE after loading (hash lookups get about twice as fast) and check that Dejavu holds
@@ -208,7 +237,7 @@ class DejavuIndex:
         if not self._analyzed:
             self.finalize()
         started = time.perf_counter()
-        samples = dejavu_samples(path, self._ffmpeg, self._decode_timeout_s)
+        samples = dejavu_samples(path, self.ffmpeg, self.decode_timeout_s)
         decoded = time.perf_counter()
         hashes = dejavu_hashes(samples, self.config)
         fingerprinted = time.perf_counter()
@@ -238,11 +267,11 @@ class DejavuIndex:
     def timings(self) -> dict[str, Any]:
         """Seconds spent indexing and querying, for reports (index_s includes decoding)."""
         totals = dict(self._totals)
-        audio_min = totals.get("audio_fingerprinted_s", 0.0) / 60.0
+        audio_min = totals.get("index_audio_s", 0.0) / 60.0
         work = totals.get("fingerprint_s", 0.0) + totals.get("insert_s", 0.0)
         return {
             "videos_indexed": len(self._song_of_video),
-            "songs_fingerprinted": len(self._song_names),
+            "songs_stored": len(self._song_names),
             "hashes_stored": self._hashes_stored,
             "queries": self._queries,
             **totals,
@@ -289,10 +318,15 @@ class DejavuMethod:
 
     @property
     def timings(self) -> dict[str, Any]:
-        return self._index.timings()
+        """The index's timings; with several workers, decode_s and fingerprint_s add up their processes."""
+        return {**self._index.timings(), "workers": self.config.workers}
 
     def index(self, database: Mapping[str, str], progress: bool = True) -> dict[str, str]:
-        failures = index_videos(self.name, database, self._index.add, progress)
+        """Fingerprint in `config.workers` processes; load Dejavu's database here, in the videos' order."""
+        prepare = partial(
+            file_hashes, config=self.config, ffmpeg=self._index.ffmpeg, timeout_s=self._index.decode_timeout_s
+        )
+        failures = index_videos(self.name, database, self._index.add, progress, prepare, self.config.workers)
         self._index.finalize()
         return failures
 

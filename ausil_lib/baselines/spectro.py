@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Mapping
 
@@ -269,6 +270,25 @@ def match(query: Fingerprints, ref: Fingerprints, cfg: SpectroConfig) -> MatchRe
     return MatchResult(int(votes[best]), best - (len(query) - 1), query.n_nonempty, tie_share)
 
 
+def cached_fingerprints(
+    item: tuple[str, str], method: str, cfg: SpectroConfig, cache_dir: str | os.PathLike[str]
+) -> tuple[Fingerprints, float]:
+    """One (video id, path) item's fingerprints from `cache_dir` when they were made with these settings,
+    else made and stored there; with the seconds spent making them (0 for a cached file). The per-file
+    work of indexing, which `SpectroMethod.index` runs in worker processes."""
+    vid, path = item
+    cached = feature_path(cache_dir, vid)
+    if cached.is_file():
+        fp = Fingerprints.from_npz(cached)
+        if fp.settings == cfg.frontend_key(method):
+            return fp, 0.0
+    start = time.perf_counter()
+    fp = fingerprint(load_audio_16k(path, cfg), cfg, method)
+    seconds = time.perf_counter() - start
+    fp.to_npz(cached)
+    return fp, seconds
+
+
 class SpectroMethod:
     """Spectro Slides or Tiles behind the retrieval runner's interface; fingerprints cached per video."""
 
@@ -283,25 +303,22 @@ class SpectroMethod:
             f"tie_votes {cfg.tie_votes}, tau {cfg.tau}, ref_stride {cfg.ref_stride})"
         )
         self.db: dict[str, Fingerprints] = {}
-        self.timings: dict[str, float] = {"fingerprint_s": 0.0, "match_s": 0.0}
+        # fingerprint_s adds up the worker processes' seconds when several fingerprint the database
+        self.timings: dict[str, float] = {"fingerprint_s": 0.0, "match_s": 0.0, "workers": cfg.workers}
 
     def fingerprints(self, vid: str, path: str) -> Fingerprints:
-        cached = feature_path(self.cache_dir, vid)
-        if cached.is_file():
-            fp = Fingerprints.from_npz(cached)
-            if fp.settings == self.cfg.frontend_key(self.method):
-                return fp
-        start = time.perf_counter()
-        fp = fingerprint(load_audio_16k(path, self.cfg), self.cfg, self.method)
-        self.timings["fingerprint_s"] += time.perf_counter() - start
-        fp.to_npz(cached)
+        fp, seconds = cached_fingerprints((vid, path), self.method, self.cfg, self.cache_dir)
+        self.timings["fingerprint_s"] += seconds
         return fp
 
     def index(self, database: Mapping[str, str], progress: bool = True) -> dict[str, str]:
-        return index_videos(self.name, database, self._add, progress)
+        """Fingerprint in `cfg.workers` processes; the index is filled here, in the videos' order."""
+        prepare = partial(cached_fingerprints, method=self.method, cfg=self.cfg, cache_dir=self.cache_dir)
+        return index_videos(self.name, database, self._add, progress, prepare, self.cfg.workers)
 
-    def _add(self, vid: str, path: str) -> str | None:
-        fp = self.fingerprints(vid, path)
+    def _add(self, vid: str, path: str, prepared: tuple[Fingerprints, float]) -> str | None:
+        fp, seconds = prepared
+        self.timings["fingerprint_s"] += seconds
         if not fp.nonempty.any():
             return "no non-empty fingerprint (silent or too short)"
         self.db[vid] = fp

@@ -701,8 +701,11 @@ class DejavuConfig:
     insert_page_size: int = 10000  # faster than its row-by-row executemany); False: its insert_hashes
     postgres_bindir: str | None = None  # null: pg_config --bindir, then /usr/lib/postgresql/*/bin
     postgres_start_timeout_s: float = 60.0
+    workers: int = 2  # processes fingerprinting database files side by side (results do not depend on it)
 
     def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         if self.connectivity_mask not in _CONNECTIVITY:
             raise ValueError(
                 f"connectivity_mask must be one of {sorted(_CONNECTIVITY)}, not {self.connectivity_mask!r}"
@@ -768,9 +771,12 @@ class SpectroConfig:
     device: str = "cpu"
     batch_size: int = 1024
     window_batch: int = 64
+    workers: int = 2  # processes fingerprinting database files side by side (results do not depend on it)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multiples", tuple(float(c) for c in self.multiples))
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
         for name, value, allowed in (
             ("threshold_rule", self.threshold_rule, THRESHOLD_RULES),
             ("direction", self.direction, DIRECTIONS),

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from functools import partial
 
 import numpy as np
 
-from ..baselines.dejavu import SAMPLE_RATE, best_alignment, dejavu_hashes, dejavu_samples
+from ..audio.decode import AudioError
+from ..baselines.dejavu import SAMPLE_RATE, best_alignment, file_hashes
 from ..core.config import DejavuConfig, LocalisationConfig
+from ..core.parallel import ordered_map
 from .segments import Segment, largest_cluster
 
 MIN_ALIGNED = 5  # fewer aligned hashes in the largest cluster are taken for chance (at least 2 make a span)
@@ -69,8 +72,8 @@ def dejavu_segment(
 
 
 class DejavuLocator:
-    """Dejavu's hashes of each file (decoded and fingerprinted once per id, kept in memory) -> one
-    segment per pair; no PostgreSQL is started."""
+    """Dejavu's hashes of each file (decoded and fingerprinted once per id, kept in memory; `prefetch`
+    makes them in worker processes) -> one segment per pair; no PostgreSQL is started."""
 
     def __init__(
         self,
@@ -87,9 +90,23 @@ class DejavuLocator:
 
     def hashes(self, vid: str, path: str | os.PathLike[str]) -> set[tuple[str, int]]:
         if vid not in self._cache:
-            samples = dejavu_samples(path, self._ffmpeg, self._decode_timeout_s)
-            self._cache[vid] = dejavu_hashes(samples, self.config)
+            self._cache[vid] = file_hashes((vid, path), self.config, self._ffmpeg, self._decode_timeout_s).hashes
         return self._cache[vid]
+
+    def prefetch(self, files: Mapping[str, str], workers: int = 1) -> None:
+        """Fingerprint these (id -> path) files ahead, in `workers` processes. A file that cannot be
+        decoded is skipped here; `hashes` raises its AudioError when a pair needs it."""
+        todo = [(vid, path) for vid, path in files.items() if vid not in self._cache]
+        prepare = partial(file_hashes, config=self.config, ffmpeg=self._ffmpeg, timeout_s=self._decode_timeout_s)
+        results = ordered_map(prepare, todo, workers)
+        try:
+            for (vid, _), result in zip(todo, results):
+                try:
+                    self._cache[vid] = result().hashes
+                except AudioError:
+                    continue
+        finally:
+            results.close()
 
     def segments(self, qid: str, qpath: str, vid: str, vpath: str) -> list[Segment]:
         return dejavu_segment(self.hashes(qid, qpath), self.hashes(vid, vpath), self.hop_s, self.cfg, self.window_s)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from ..audio.decode import AudioError
+from ..core.parallel import ordered_map
 
 
 class Method(Protocol):
@@ -29,20 +30,33 @@ class Method(Protocol):
 
 
 def index_videos(
-    name: str, database: Mapping[str, str], add: Callable[[str, str], str | None], progress: bool = True
+    name: str,
+    database: Mapping[str, str],
+    add: Callable[..., str | None],
+    progress: bool = True,
+    prepare: Callable[[tuple[str, str]], Any] | None = None,
+    workers: int = 1,
 ) -> dict[str, str]:
     """Call `add(video id, path)` for every database video, in order; return {video id: reason} for the
     videos left out: those that cannot be decoded (AudioError) and those `add` refuses by returning a
-    reason. One loop for every method, so a bad video is reported, not fatal, whichever method runs."""
+    reason. One loop for every method, so a bad video is reported, not fatal, whichever method runs.
+
+    With `prepare` (a picklable function of (video id, path): the per-file work, such as a fingerprint),
+    it runs in `workers` processes and `add(video id, path, prepared)` gets its result, still in order.
+    """
     failures: dict[str, str] = {}
-    videos = tqdm(
-        database.items(), total=len(database), desc=f"{name} index", unit="video", disable=not progress, file=sys.stderr
-    )
-    for vid, path in videos:
-        try:
-            reason = add(vid, path)
-        except AudioError as exc:
-            reason = exc.reason
-        if reason is not None:
-            failures[vid] = reason
+    items = list(database.items())
+    videos = tqdm(items, desc=f"{name} index", unit="video", disable=not progress, file=sys.stderr)
+    prepared = ordered_map(prepare, items, workers) if prepare is not None else None
+    try:
+        for vid, path in videos:
+            try:
+                reason = add(vid, path) if prepared is None else add(vid, path, next(prepared)())
+            except AudioError as exc:
+                reason = exc.reason
+            if reason is not None:
+                failures[vid] = reason
+    finally:
+        if prepared is not None:
+            prepared.close()  # stops the worker processes, also when `add` raised
     return failures

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ausil_lib.audio.decode import AudioError, encode
-from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuIndex, dejavu_fingerprint
+from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuIndex, DejavuMethod, dejavu_fingerprint
 from ausil_lib.baselines.postgres import PostgresCluster
 from ausil_lib.core.config import DejavuConfig, from_section
 
@@ -65,13 +65,11 @@ def test_excerpt_ranks_its_source_first_at_its_offset(index: DejavuIndex, media:
     assert scores == {name: float(match.score) for name, match in matches.items()}
 
 
-def test_identical_audio_is_fingerprinted_once_and_both_videos_score(
-    index: DejavuIndex, media: dict[str, Path]
-) -> None:
+def test_identical_audio_is_stored_once_and_both_videos_score(index: DejavuIndex, media: dict[str, Path]) -> None:
     matches = index.query(str(media["excerpt"]))
     assert matches["r1_copy"] == matches["r1"]
     timings = index.timings()
-    assert (timings["videos_indexed"], timings["songs_fingerprinted"]) == (6, 5)
+    assert (timings["videos_indexed"], timings["songs_stored"]) == (6, 5)
     assert timings["index_audio_s"] == pytest.approx(6 * RECORDING_S, abs=0.1)
     assert timings["queries"] >= 1 and timings["query_s"] > 0
     assert set(timings["index_s_per_video"]) == set(matches)
@@ -83,6 +81,21 @@ def test_a_recording_matches_itself_and_settings_are_restored(index: DejavuIndex
     assert matches["r3"].offset_frames == 0
     # the published module settings are back once Dejavu has run
     assert (dejavu_fingerprint.PEAK_NEIGHBORHOOD_SIZE, dejavu_fingerprint.CONNECTIVITY_MASK) == (10, 2)
+
+
+def test_workers_index_what_one_process_indexes(index: DejavuIndex, media: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.mp4"
+    bad.write_bytes(np.random.default_rng(1).bytes(4096))
+    database = {name: str(media[name]) for name in ("r0", "r1")} | {"corrupt": str(bad)}
+    database |= {name: str(media[name]) for name in ("r2", "r3", "r4", "r1_copy")}
+    with PostgresCluster() as other:
+        method = DejavuMethod(other, DejavuConfig(workers=2))
+        failures = method.index(database, progress=False)
+        assert set(failures) == {"corrupt"}
+        assert method.query("excerpt", str(media["excerpt"])) == index.scores(str(media["excerpt"]))
+        timings = method.timings
+    assert (timings["videos_indexed"], timings["songs_stored"], timings["workers"]) == (6, 5, 2)
+    assert timings["hashes_stored"] == index.timings()["hashes_stored"]
 
 
 def test_bad_file_raises_audio_error_naming_it(index: DejavuIndex, tmp_path: Path) -> None:

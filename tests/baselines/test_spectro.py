@@ -19,6 +19,7 @@ from ausil_lib.audio.decode import AudioError, encode
 from ausil_lib.baselines.spectro import (
     METHODS,
     Fingerprints,
+    SpectroMethod,
     binary_images,
     fingerprint,
     load_audio_16k,
@@ -535,3 +536,27 @@ def test_load_audio_16k(reference, tmp_path: Path) -> None:
     assert audio.dtype == np.float32 and audio.size == 2 * SR
     with pytest.raises(AudioError):
         load_audio_16k(tmp_path / "missing.mp4")
+
+
+def test_workers_index_what_one_process_indexes_and_the_cache_is_reused(reference, tmp_path: Path) -> None:
+    database = {}
+    for i, start in enumerate((0, 3, 6)):
+        database[f"v{i}"] = str(tmp_path / f"v{i}.wav")
+        encode(database[f"v{i}"], excerpt(reference, start * SR, 3.0), SR, ["-c:a", "pcm_s16le"])
+    database["silent"] = str(tmp_path / "silent.wav")
+    encode(database["silent"], np.zeros(2 * SR, np.float32), SR, ["-c:a", "pcm_s16le"])
+    (tmp_path / "bad.wav").write_bytes(b"RIFF, but no audio")
+    database["bad"] = str(tmp_path / "bad.wav")
+    runs = {}
+    for workers in (1, 2):
+        method = SpectroMethod("tiles", replace(CFG, workers=workers), tmp_path / f"cache{workers}")
+        failures = method.index(database, progress=False)
+        assert set(failures) == {"silent", "bad"} and "non-empty" in failures["silent"]
+        assert method.timings["fingerprint_s"] > 0
+        runs[workers] = method
+    assert list(runs[2].db) == list(runs[1].db) == ["v0", "v1", "v2"]
+    for vid, fp in runs[1].db.items():
+        np.testing.assert_array_equal(runs[2].db[vid].values, fp.values)
+    again = SpectroMethod("tiles", replace(CFG, workers=2), tmp_path / "cache2")
+    again.index(database, progress=False)
+    assert again.timings["fingerprint_s"] == 0.0  # every fingerprint read back from the cache

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ausil_lib.audio.decode import AudioError
 from ausil_lib.cli import main
 from ausil_lib.core.config import DejavuConfig, LocalisationConfig
 from ausil_lib.core.formats import write_video_list
@@ -107,3 +108,17 @@ def test_locate_cli_dejavu(tmp_path: Path, make_media) -> None:
     assert located["other"] == []
     (s,) = located["plain"]
     assert (s.query_start, s.query_end, s.video_start) == pytest.approx((5.0, 13.0, 10.0), abs=TOLERANCE_S)
+
+
+def test_prefetch_in_workers_gives_the_lazy_hashes_and_leaves_bad_files_to_fail_by_name(
+    locator: DejavuLocator, make_media, tmp_path: Path
+) -> None:
+    q, v = make_media("q.wav", chords(20.0, seed=1)), make_media("v.wav", chords(15.0, seed=2))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not media" * 100)
+    ahead = DejavuLocator(DejavuConfig(), LocalisationConfig())
+    ahead.prefetch({"q": str(q), "bad": str(bad), "v": str(v)}, workers=2)
+    assert ahead.hashes("q", "unused: already made") == locator.hashes("q", str(q))
+    assert ahead.hashes("v", "unused: already made") == locator.hashes("v", str(v))
+    with pytest.raises(AudioError, match="bad.mp4"):
+        ahead.hashes("bad", str(bad))
