@@ -557,6 +557,7 @@ def test_workers_index_what_one_process_indexes_and_the_cache_is_reused(referenc
     assert list(runs[2].db) == list(runs[1].db) == ["v0", "v1", "v2"]
     for vid, fp in runs[1].db.items():
         np.testing.assert_array_equal(runs[2].db[vid].values, fp.values)
+        np.testing.assert_array_equal(runs[2].db[vid].nonempty, fp.nonempty)
     again = SpectroMethod("tiles", replace(CFG, workers=2), tmp_path / "cache2")
     again.index(database, progress=False)
     assert again.timings["fingerprint_s"] == 0.0  # every fingerprint read back from the cache
