@@ -15,6 +15,10 @@ Rules (so that every number is an AP of the FIVR protocol of :mod:`ausil_lib.ret
   ``corpus.query_lengths_s`` (SVD-like, 8-20 s by default), in the long range (FIVR-like, 30-60 s),
   or between the two (a long draw cut to its recording's length), with all their positives relevant.
 
+* **all but the hard cases**: every positive except the three ``hard:`` kinds, which are the cases the
+  paper reports every method failing on (high-volume mixes, overlaps of about a second, heavy distortion).
+  :func:`hard_case_summary` sets it beside the full mAP and the hard cases alone, per method.
+
 ``n queries`` is the number of queries a row averages over; small n means a noisy number.
 """
 
@@ -42,6 +46,7 @@ __all__ = [
     "ConstructionLog",
     "breakdown",
     "breakdown_table",
+    "hard_case_summary",
     "plot_breakdown",
     "query_length_bounds",
     "read_construction_log",
@@ -54,6 +59,7 @@ FACTOR = "speed factor"
 _TRANSFORMED = "transformed"
 _HARD = "hard"
 _SPEED_MARK = "x"
+NOT_HARD = "all but the hard cases"
 _LENGTH_ORDER = ("short", "between", "long")  # the first word of a query-length group
 COLUMNS = ["breakdown", "group", "run", "method", "mAP", "n queries"]
 
@@ -95,6 +101,8 @@ def _case_groups(case_of: Mapping[str, str], positives: set[str]) -> dict[tuple[
         if case is None:
             continue
         kind, _, detail = case.partition(":")
+        if kind != _HARD and not kind.startswith(_SPEED_MARK):
+            groups[(CASE, NOT_HARD)].add(video)
         if kind == _TRANSFORMED:
             groups[(CASE, _TRANSFORMED)].add(video)
             groups[(CASE, f"{_TRANSFORMED}: {detail}")].add(video)
@@ -123,7 +131,7 @@ def _sort_key(key: tuple[str, str]) -> tuple[int, float, str]:
         return (2, float(group.removeprefix(_SPEED_MARK)), group)
     if breakdown_name == LENGTH:
         return (1, float(_LENGTH_ORDER.index(group.split(" ", 1)[0])), group)
-    order = 2.0 if group.endswith("(hard)") else 1.0 if group.startswith(_TRANSFORMED) else 0.0
+    order = 3.0 if group == NOT_HARD else 2.0 if group.endswith("(hard)") else 1.0 if group.startswith(_TRANSFORMED) else 0.0
     return (0, order, group)
 
 
@@ -178,6 +186,47 @@ def breakdown(
                 }
             )
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def hard_case_summary(root: PathLike, set_name: str = "test", runs: Sequence[str] = MAIN_RUNS) -> pd.DataFrame:
+    """Per method with results on ``set_name``: mAP with every duplicate relevant, without the hard cases
+    (they leave the ranking), and of the hard cases alone. Shows how much of a gap between methods lies in
+    the cases the paper reports every method failing on; empty where the corpus or results are absent."""
+    columns = ["method", "all duplicates", NOT_HARD, "hard cases only", "n queries"]
+    bench = Path(root, "data", "corpus", set_name)
+    log_path = Path(root, CONSTRUCTION_LOG)
+    if not (log_path.is_file() and (bench / "annotation.json").is_file()):
+        return pd.DataFrame(columns=columns)
+    case_of = read_construction_log(log_path).case_of
+    annotations = read_annotations(bench / "annotation.json")
+    dataset = read_ids(bench / "dataset_ids.txt")
+
+    def hard(video: str) -> bool:
+        return case_of.get(video, "").partition(":")[0] == _HARD
+
+    subsets = {
+        "all duplicates": annotations,
+        NOT_HARD: restrict_relevant(annotations, lambda _q, v: not hard(v), [DA]),
+        "hard cases only": restrict_relevant(annotations, lambda _q, v: hard(v), [DA]),
+    }
+    rows = []
+    for run in runs:
+        path = Path(root, "results", run, f"{set_name}.json")
+        if not path.is_file() or read_unavailable(path) is not None:
+            continue
+        results = read_results(path)
+        row: dict[str, Any] = {"method": run_label(run)}
+        for name, subset in subsets.items():
+            try:
+                result = evaluate(subset, results, [DA], dataset, ignore_labels=[JUNK])
+            except ValueError:  # no query has a duplicate of this kind
+                row[name] = float("nan")
+                continue
+            row[name] = result.map
+            if name == "all duplicates":
+                row["n queries"] = result.n_queries
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def breakdown_table(frame: pd.DataFrame) -> pd.DataFrame:

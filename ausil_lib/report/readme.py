@@ -142,6 +142,20 @@ def probe_section(root: Path) -> str:
     return markdown(shown)
 
 
+def hard_cases_section(root: Path) -> str:
+    """`test` mAP per method with and without the three hard cases the paper reports every method failing on."""
+    from .breakdowns import hard_case_summary
+    from .tables import NOT_RUN
+
+    table = hard_case_summary(root, "test")
+    if table.empty:
+        return f"*{NOT_RUN}*: no corpus or no results on test."
+    shown = table.set_index("method")
+    for label in [c for c in shown.columns if c != "n queries"]:
+        shown[label] = ["–" if pd.isna(v) else f"{v:.3f}" for v in shown[label]]
+    return markdown(shown)
+
+
 def taps_section(root: Path) -> str:
     """Issue 13's probe of the layers feeding the MAC (scripts/mac_taps_probe.py)."""
     from .tables import NOT_RUN, PROBE_COLUMNS, TAPS_MEAN, mac_taps_table
@@ -256,6 +270,7 @@ ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "probe": ("reports/ablations", probe_section),
     "datacurve": ("reports/ablations", data_curve_section),
     "taps": ("reports/ablations", taps_section),
+    "hardcases": ("data/corpus", hard_cases_section),
     "gpu": ("reports/gpu", gpu_table),
     "budget": ("reports/gpu", budget_table),
 }

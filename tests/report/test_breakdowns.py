@@ -13,8 +13,10 @@ from ausil_lib.report.breakdowns import (
     CONSTRUCTION_LOG,
     FACTOR,
     LENGTH,
+    NOT_HARD,
     breakdown,
     breakdown_table,
+    hard_case_summary,
     plot_breakdown,
     read_construction_log,
 )
@@ -101,9 +103,25 @@ def test_per_case_ap_keeps_only_that_case_relevant(tmp_path: Path) -> None:
     # long = q2: d, p1 (rank 2), p0 (rank 3) -> (1/2 + 2/3) / 2
     assert _value(frame, LENGTH, "long (30-60 s)") == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert not (frame["breakdown"] == FACTOR).any()
+    # all but the hard cases: q1 -> p0, d, p1 (p2 out) = (1 + 2/3) / 2 ; q2 -> d, p1, p0 = (1/2 + 2/3) / 2
+    assert _value(frame, CASE, NOT_HARD) == pytest.approx(((1 + 2 / 3) / 2 + (1 / 2 + 2 / 3) / 2) / 2)
     groups = list(frame["group"])
+    assert groups.index("loud mix (hard)") < groups.index(NOT_HARD) < groups.index("short (8-20 s)")
     assert groups.index("full") < groups.index("transformed") < groups.index("loud mix (hard)")
     assert groups.index("loud mix (hard)") < groups.index("short (8-20 s)") < groups.index("long (30-60 s)")
+
+
+def test_hard_case_summary_sets_the_gap_beside_the_full_map(tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    table = hard_case_summary(tmp_path, "test", [RUN, OTHER])
+    assert list(table["method"]) == ["AuSiL"]  # the unavailable run has no row
+    row = table.iloc[0]
+    # all: q1 ranks 1, 3, 4 of three ; q2 as above
+    assert row["all duplicates"] == pytest.approx(((1 + 2 / 3 + 3 / 4) / 3 + (1 / 2 + 2 / 3) / 2) / 2)
+    assert row[NOT_HARD] == pytest.approx(((1 + 2 / 3) / 2 + (1 / 2 + 2 / 3) / 2) / 2)
+    assert row["hard cases only"] == pytest.approx(0.5)  # q1: d, p2 ; q2 has no hard case
+    assert row["n queries"] == 2
+    assert hard_case_summary(tmp_path, "val", [RUN]).empty  # no such set
 
 
 def test_speed_set_breaks_down_by_factor(tmp_path: Path) -> None:
@@ -114,6 +132,7 @@ def test_speed_set_breaks_down_by_factor(tmp_path: Path) -> None:
     assert _value(frame, FACTOR, "x0.5") == pytest.approx(0.5)
     factors = list(frame.loc[frame["breakdown"] == FACTOR, "group"])
     assert factors == ["x0.5", "x2"]
+    assert NOT_HARD not in set(frame["group"])  # speed copies are no positive case
 
 
 def test_table_and_figure(tmp_path: Path) -> None:
