@@ -131,7 +131,9 @@ def _sort_key(key: tuple[str, str]) -> tuple[int, float, str]:
         return (2, float(group.removeprefix(_SPEED_MARK)), group)
     if breakdown_name == LENGTH:
         return (1, float(_LENGTH_ORDER.index(group.split(" ", 1)[0])), group)
-    order = 3.0 if group == NOT_HARD else 2.0 if group.endswith("(hard)") else 1.0 if group.startswith(_TRANSFORMED) else 0.0
+    if group == NOT_HARD:
+        return (0, 3.0, group)
+    order = 2.0 if group.endswith("(hard)") else 1.0 if group.startswith(_TRANSFORMED) else 0.0
     return (0, order, group)
 
 
