@@ -92,7 +92,7 @@ def score(params: Params, feat_dir: Path) -> dict[str, float]:
         d = Path(corpus, bench)
         feats = load_benchmark_features(feat_dir / ("cross" if "cross" in corpus else "main"), d)
         for variant in ("mac", "mac_w"):
-            model = AuSiL(variant=variant)
+            model = AuSiL(dims=mean.shape[0], variant=variant)  # a backbone of another width too
             model.set_pca(mean, weights)
             out[f"{label}_{variant}"] = round(validation_map(model.eval(), feats, d, torch.device("cpu")), 4)
     return out
