@@ -14,6 +14,7 @@ from ausil_lib.report.breakdowns import (
     FACTOR,
     LENGTH,
     NOT_HARD,
+    OTHERS_FIRST,
     breakdown,
     breakdown_table,
     hard_case_summary,
@@ -120,6 +121,8 @@ def test_hard_case_summary_sets_the_gap_beside_the_full_map(tmp_path: Path) -> N
     assert row["all duplicates"] == pytest.approx(((1 + 2 / 3 + 3 / 4) / 3 + (1 / 2 + 2 / 3) / 2) / 2)
     assert row[NOT_HARD] == pytest.approx(((1 + 2 / 3) / 2 + (1 / 2 + 2 / 3) / 2) / 2)
     assert row["hard cases only"] == pytest.approx(0.5)  # q1: d, p2 ; q2 has no hard case
+    # others first: q1 -> p0, p1, d, p2 (ranks 1, 2, 4) ; q2 -> p1, p0
+    assert row[OTHERS_FIRST] == pytest.approx(((1 + 1 + 3 / 4) / 3 + 1) / 2)
     assert row["n queries"] == 2
     assert hard_case_summary(tmp_path, "val", [RUN]).empty  # no such set
 
