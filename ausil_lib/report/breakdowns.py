@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,31 @@ def _sort_key(key: tuple[str, str]) -> tuple[int, float, str]:
     return (0, order, group)
 
 
+def _set_inputs(
+    root: PathLike, set_name: str
+) -> tuple[ConstructionLog, dict[str, dict[str, list[str]]], list[str]] | None:
+    """The construction log, annotations and dataset ids of a corpus set; None where any is absent."""
+    bench = Path(root, "data", "corpus", set_name)
+    log_path = Path(root, CONSTRUCTION_LOG)
+    if not (log_path.is_file() and (bench / "annotation.json").is_file()):
+        return None
+    return (
+        read_construction_log(log_path),
+        read_annotations(bench / "annotation.json"),
+        read_ids(bench / "dataset_ids.txt"),
+    )
+
+
+def _run_results(
+    root: PathLike, runs: Sequence[str], set_name: str
+) -> Iterator[tuple[str, dict[str, dict[str, float]]]]:
+    """(run, results) of each run that has results on the set; runs marked unavailable are skipped."""
+    for run in runs:
+        path = Path(root, "results", run, f"{set_name}.json")
+        if path.is_file() and read_unavailable(path) is None:
+            yield run, read_results(path)
+
+
 def breakdown(
     root: PathLike,
     set_name: str,
@@ -150,13 +175,10 @@ def breakdown(
 
     ``bounds`` are the query length ranges (default: params.yaml's, see :func:`query_length_bounds`).
     """
-    bench = Path(root, "data", "corpus", set_name)
-    log_path = Path(root, CONSTRUCTION_LOG)
-    if not (log_path.is_file() and (bench / "annotation.json").is_file()):
+    inputs = _set_inputs(root, set_name)
+    if inputs is None:
         return pd.DataFrame(columns=COLUMNS)
-    log = read_construction_log(log_path)
-    annotations = read_annotations(bench / "annotation.json")
-    dataset = read_ids(bench / "dataset_ids.txt")
+    log, annotations, dataset = inputs
     bounds = query_length_bounds(root) if bounds is None else bounds
     positives = {video for labels in annotations.values() for video in labels.get(DA, ())}
     cases = _case_groups(log.case_of, positives)
@@ -169,11 +191,7 @@ def breakdown(
     }
     subsets |= {key: {q: annotations[q] for q in queries} for key, queries in lengths.items()}
     rows: list[dict[str, Any]] = []
-    for run in runs:
-        path = Path(root, "results", run, f"{set_name}.json")
-        if not path.is_file() or read_unavailable(path) is not None:
-            continue
-        results = read_results(path)
+    for run, results in _run_results(root, runs, set_name):
         for key in sorted(subsets, key=_sort_key):
             try:
                 result = evaluate(subsets[key], results, [DA], dataset, ignore_labels=[JUNK])
@@ -214,13 +232,11 @@ def hard_case_summary(root: PathLike, set_name: str = "test", runs: Sequence[str
     on everything but the cases the paper reports every method failing on. Empty where the corpus or
     results are absent."""
     columns = ["method", "all duplicates", NOT_HARD, "hard cases only", OTHERS_FIRST, "n queries"]
-    bench = Path(root, "data", "corpus", set_name)
-    log_path = Path(root, CONSTRUCTION_LOG)
-    if not (log_path.is_file() and (bench / "annotation.json").is_file()):
+    inputs = _set_inputs(root, set_name)
+    if inputs is None:
         return pd.DataFrame(columns=columns)
-    case_of = read_construction_log(log_path).case_of
-    annotations = read_annotations(bench / "annotation.json")
-    dataset = read_ids(bench / "dataset_ids.txt")
+    log, annotations, dataset = inputs
+    case_of = log.case_of
 
     def hard(video: str) -> bool:
         return case_of.get(video, "").partition(":")[0] == _HARD
@@ -231,11 +247,7 @@ def hard_case_summary(root: PathLike, set_name: str = "test", runs: Sequence[str
         "hard cases only": restrict_relevant(annotations, lambda _q, v: hard(v), [DA]),
     }
     rows = []
-    for run in runs:
-        path = Path(root, "results", run, f"{set_name}.json")
-        if not path.is_file() or read_unavailable(path) is not None:
-            continue
-        results = read_results(path)
+    for run, results in _run_results(root, runs, set_name):
         row: dict[str, Any] = {"method": run_label(run)}
         boosted = _others_first(results, annotations, hard)
         row[OTHERS_FIRST] = evaluate(annotations, boosted, [DA], dataset, ignore_labels=[JUNK]).map
