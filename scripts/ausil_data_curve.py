@@ -13,6 +13,10 @@ checkpoint is also scored on the cross-corpus `val_speed`, which takes no part i
 
     python scripts/ausil_data_curve.py --queries 5,10,19,38
     python scripts/ausil_data_curve.py --queries 38 --cnn-init identity --set learning_rate=0.0001
+    python scripts/ausil_data_curve.py --queries 38 --features .cache/backbone_probe/step500/features_step0
+
+--features trains and scores on a backbone probe's descriptors (scripts/backbone_probe.py --whole-train),
+e.g. extracted at another time step; the row records the step they were extracted at.
 
 Run from the repository root after `make repro` (it reads features/main, features/cross_main,
 data/corpus and data/cross_corpus).
@@ -37,14 +41,16 @@ from torch import nn
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
 from ausil_lib.core.formats import atomic_write_json, read_annotations
+from ausil_lib.features.extraction import load_features
 from ausil_lib.models import training
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, load_model
 from ausil_lib.models.backbone import load_backbone
 from ausil_lib.models.training import load_benchmark_features, pca_sample, train_ausil, validation_map
 
 CORPUS = Path("data/corpus")
-CROSS = (Path("features/cross_main"), Path("data/cross_corpus"))
-FEATURES = Path("features/main")
+CROSS_CORPUS = Path("data/cross_corpus")
+FEATURES = Path("features/main")  # the default run's; --features names another (same layout: main/, cross/)
+CROSS_FEATURES = Path("features/cross_main")
 CNN_INITS = ("torch", "glorot", "identity")
 
 
@@ -112,28 +118,36 @@ def subset_corpus(work: Path, k: int) -> tuple[Path, int]:
     return root, sum(len(ann[q].get("DA", [])) for q in keep)
 
 
-def speed_map(model: AuSiL, params: Params) -> float:
+def speed_map(model: AuSiL, params: Params, cross_features: Path) -> float:
     """mAP on the cross-corpus val_speed (speed-changed queries; not a selection set)."""
     device = resolve_device(params.device)
-    feats = load_benchmark_features(CROSS[0], CROSS[1] / "val_speed")
-    return round(validation_map(model.to(device).eval(), feats, CROSS[1] / "val_speed", device), 5)
+    feats = load_benchmark_features(cross_features, CROSS_CORPUS / "val_speed")
+    return round(validation_map(model.to(device).eval(), feats, CROSS_CORPUS / "val_speed", device), 5)
 
 
-def mac_w_reference(params: Params) -> dict[str, float]:
+def time_step_ms(features: Path) -> int:
+    """The time step the descriptors in `features` were extracted at (their stored signature)."""
+    first = next(iter(sorted(features.glob("*.npz"))), None)
+    if first is None:
+        raise SystemExit(f"{features}: no feature files")
+    return int(load_features(first).meta["signature"]["time_step_ms"])
+
+
+def mac_w_reference(params: Params, features: Path, cross_features: Path) -> dict[str, float]:
     """MAC + W mAP on the selection sets (and the cross-corpus val_speed): the similarity without any
     network, PCA as the training learns it."""
     cfg = params.training
-    train = load_benchmark_features(FEATURES, CORPUS / "train")
+    train = load_benchmark_features(features, CORPUS / "train")
     model = AuSiL(variant="mac_w")
     model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps)))
     device = resolve_device(params.device)
     model.to(device).eval()
-    val = load_benchmark_features(FEATURES, CORPUS / "val")
-    cross = load_benchmark_features(CROSS[0], CROSS[1] / "val")
+    val = load_benchmark_features(features, CORPUS / "val")
+    cross = load_benchmark_features(cross_features, CROSS_CORPUS / "val")
     return {
         "val_mac_w": round(validation_map(model, val, CORPUS / "val", device), 5),
-        "cross_val_mac_w": round(validation_map(model, cross, CROSS[1] / "val", device), 5),
-        "cross_val_speed_mac_w": speed_map(model, params),
+        "cross_val_mac_w": round(validation_map(model, cross, CROSS_CORPUS / "val", device), 5),
+        "cross_val_speed_mac_w": speed_map(model, params, cross_features),
     }
 
 
@@ -142,13 +156,30 @@ def main() -> None:
     ap.add_argument("--queries", required=True, help="comma-separated numbers of training queries (K)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="params.yaml training override")
     ap.add_argument("--cnn-init", choices=CNN_INITS, default="torch", help="the CNN's starting weights (%(default)s)")
+    ap.add_argument(
+        "--features",
+        type=Path,
+        default=None,
+        help="a backbone probe's feature dir (main/ and cross/ inside, e.g. another time step) instead of the run's",
+    )
     ap.add_argument("--work", default=".cache/ausil_data_curve", help="subset corpora, models (default: %(default)s)")
     ap.add_argument("--output", default="reports/ablations/ausil_data_curve.json")
     args = ap.parse_args()
 
     params = load_params()
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    features, cross_features = (
+        (args.features / "main", args.features / "cross")
+        if args.features
+        else (
+            FEATURES,
+            CROSS_FEATURES,
+        )
+    )
+    step = time_step_ms(features)
     changes = overrides | ({"cnn_init": args.cnn_init} if args.cnn_init != "torch" else {})
+    if step != params.features.time_step_ms:
+        changes["time_step_ms"] = step
     recipe = " ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "default"
     # budget_s is the pipeline's safety cap; a probe run beside other jobs must still reach max_steps
     cfg = replace(params.training, **overrides)
@@ -156,7 +187,7 @@ def main() -> None:
     _, info = load_backbone(params)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    reference = mac_w_reference(params)
+    reference = mac_w_reference(params, features, cross_features)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out_path = Path(args.output)
     for k in sorted({int(s) for s in args.queries.split(",") if s}):
@@ -165,13 +196,13 @@ def main() -> None:
         with mock.patch.object(training, "AuSiL", initialised(args.cnn_init)):
             meta = train_ausil(
                 params,
-                FEATURES,
+                features,
                 corpus,
                 work / f"ausil_{name}.pt",
                 work / f"curve_{name}.json",
                 info.label,
                 progress=False,
-                cross=(str(CROSS[0]), str(CROSS[1])),
+                cross=(str(cross_features), str(CROSS_CORPUS)),
             )
         row = {
             "queries": k,
@@ -183,13 +214,14 @@ def main() -> None:
             "best_step": meta["best_step"],
             "val_map": meta["val_map"],
             "cross_val_map": meta["cross_val_map"],
-            "cross_val_speed_map": speed_map(load_model(work / f"ausil_{name}.pt")[0], params),
+            "cross_val_speed_map": speed_map(load_model(work / f"ausil_{name}.pt")[0], params, cross_features),
             **reference,
             "train_seconds": meta["seconds"],
             "backbone": info.label,
             "commit": commit,
             "config": plain(params.training),
             "cnn_init": args.cnn_init,
+            "time_step_ms": step,
         }
         shown = ("best_step", "val_map", "cross_val_map", "cross_val_speed_map")
         print(name, json.dumps({key: row[key] for key in shown}), flush=True)

@@ -12,6 +12,11 @@ name, with the commit and the settings that made them; the ablations notebook sh
     python scripts/backbone_probe.py --name temp0.05 --set temperature=0.05
     python scripts/backbone_probe.py --name extra-sources --set extra_sources=true --snapshots 200,400 --max-steps 400
     python scripts/backbone_probe.py --name shipped-bn-identity --weights models/backbone.pt --bn-identity
+    python scripts/backbone_probe.py --name step250 --weights models/backbone.pt --set features.time_step_ms=250
+    python scripts/backbone_probe.py --name step500 --weights models/backbone.pt --set features.time_step_ms=500 \
+        --whole-train   # then: scripts/ausil_data_curve.py --features .cache/backbone_probe/step500/features_step0
+
+A dotted --set key (`features.time_step_ms`) overrides that params.yaml section instead of backbone_training.
 
 Run from the repository root after `make repro` (it reads data/sources, data/backbone_sources, data/corpus,
 data/cross_corpus).
@@ -57,6 +62,15 @@ def _value(text: str) -> Any:
         return text
 
 
+def with_sections(params: Params, overrides: dict[str, Any]) -> Params:
+    """params with `section.key` overrides applied (e.g. features.time_step_ms), each section rebuilt
+    through its dataclass so that an unknown key fails by name."""
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        params = replace(params, **{section: replace(getattr(params, section), **{key: value})})
+    return params
+
+
 def extractor(params: Params, model: KumarCNN, label: str) -> Extractor:
     bb = params.backbone
     mac = MacExtractor(model.eval(), resolve_device(params.device), fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
@@ -72,10 +86,15 @@ def reset_batchnorm(model: torch.nn.Module) -> None:
             module.reset_running_stats()
 
 
-def videos_to_extract() -> dict[str, dict[str, str]]:
-    """{feature subdir: {video id: path}}: the PCA sample of train, and every set's database."""
+def pca_videos(train: dict[str, str]) -> dict[str, str]:
+    """The train-split videos the whitening is learnt from: every 3rd id, the same for every snapshot."""
+    return {v: train[v] for v in sorted(train)[::3][:PCA_VIDEOS]}
+
+
+def videos_to_extract(whole_train: bool = False) -> dict[str, dict[str, str]]:
+    """{feature subdir: {video id: path}}: the PCA sample of train (or all of train), and every set's database."""
     train = read_video_list("data/corpus/train/database.txt")
-    out = {"main": {v: train[v] for v in sorted(train)[::3][:PCA_VIDEOS]}, "cross": {}}
+    out = {"main": dict(train) if whole_train else pca_videos(train), "cross": {}}
     for _, corpus, bench in SETS:
         key = "cross" if "cross" in corpus else "main"
         out[key].update(read_video_list(Path(corpus, bench, "database.txt")))
@@ -85,7 +104,10 @@ def videos_to_extract() -> dict[str, dict[str, str]]:
 def score(params: Params, feat_dir: Path) -> dict[str, float]:
     """mAP of MAC and MAC + W on every set (JUNK left out), as AuSiL's training validates."""
     cfg = params.training
-    train = load_benchmark_features(feat_dir / "main", Path("data/corpus/train"))
+    sample = pca_videos(read_video_list("data/corpus/train/database.txt"))
+    train = {
+        v: d for v, d in load_benchmark_features(feat_dir / "main", Path("data/corpus/train")).items() if v in sample
+    }
     mean, weights = learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps))
     out = {}
     for label, corpus, bench in SETS:
@@ -103,13 +125,24 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="row name in --output")
     ap.add_argument("--max-steps", type=int, default=None, help="override backbone_training.max_steps")
     ap.add_argument("--snapshots", default="", help="comma-separated steps to score (default: the last)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="backbone_training override")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backbone_training override; SECTION.KEY=VALUE overrides another params.yaml section",
+    )
     ap.add_argument("--random", action="store_true", help="score the untrained, seeded backbone instead")
     ap.add_argument("--weights", default=None, help="score this trained backbone file (ausil format) instead")
     ap.add_argument(
         "--bn-identity",
         action="store_true",
         help="score with every BatchNorm's running statistics reset to mean 0, variance 1 (an untrained network's)",
+    )
+    ap.add_argument(
+        "--whole-train",
+        action="store_true",
+        help="extract every train-split video, not only the PCA sample (for scripts/ausil_data_curve.py --features)",
     )
     ap.add_argument("--work", default=".cache/backbone_probe", help="snapshots and features (default: %(default)s)")
     ap.add_argument("--output", default="reports/ablations/backbone_probe.json")
@@ -119,7 +152,8 @@ def main() -> None:
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
-    cfg = replace(params.backbone_training, **overrides)
+    params = with_sections(params, {k: v for k, v in overrides.items() if "." in k})
+    cfg = replace(params.backbone_training, **{k: v for k, v in overrides.items() if "." not in k})
     params = replace(params, backbone_training=replace(cfg, budget_s=max(cfg.budget_s, 10 * cfg.max_steps)))
     work = Path(args.work) / args.name
     work.mkdir(parents=True, exist_ok=True)
@@ -167,7 +201,7 @@ def main() -> None:
         feat_dir = work / f"features_step{step}"
         ex = extractor(params, model, f"probe {args.name} step {step}")
         start = time.perf_counter()
-        for sub, videos in videos_to_extract().items():
+        for sub, videos in videos_to_extract(args.whole_train).items():
             report = ex.run(videos, feat_dir / sub, workers=params.extract.decode_workers, progress=False)
             if report.failed:
                 raise SystemExit(f"{feat_dir / sub}: {len(report.failed)} videos failed: {sorted(report.failed)[:5]}")

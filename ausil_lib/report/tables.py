@@ -400,8 +400,9 @@ PROBE_RECIPE_IGNORED = ("budget_s", "checkpoint_every")  # a safety cap and a re
 def _probe_recipe(row: Mapping[str, Any], default: Mapping[str, Any] | None) -> str:
     """How a probe row's backbone differs from what today's params.yaml trains: a trained row's stored
     recipe against params.yaml's backbone_training (probes of an older default carry that default's
-    values, so the column stays true when the default moves); else the overrides it was run with, the
-    weights file it scored, and whether BatchNorm's running statistics were reset."""
+    values, so the column stays true when the default moves) and its overrides of other sections
+    (`features.time_step_ms`); else the overrides it was run with, the weights file it scored, and whether
+    BatchNorm's running statistics were reset."""
     config = row.get("config")
     if row["backbone"] == "trained" and not row.get("weights") and config and default is not None:
         canon = partial(json.dumps, sort_keys=True)
@@ -410,6 +411,7 @@ def _probe_recipe(row: Mapping[str, Any], default: Mapping[str, Any] | None) -> 
             for k, v in sorted(config.items())
             if k not in PROBE_RECIPE_IGNORED and canon(v) != canon(default.get(k))
         ]
+        parts += [f"{k}={v}" for k, v in sorted(row["overrides"].items()) if "." in k]  # other sections
     else:
         parts = [f"{k}={v}" for k, v in sorted(row["overrides"].items())]
     if row.get("weights"):

@@ -357,17 +357,23 @@ def test_backbone_probe_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("temperature", "expected"),
-    [(0.05, ["-", "temperature=0.1"]), (0.1, ["temperature=0.05", "-"])],
+    [
+        (0.05, ["-", "temperature=0.1", "features.time_step_ms=250"]),
+        (0.1, ["temperature=0.05", "-", "temperature=0.05, features.time_step_ms=250"]),
+    ],
 )
 def test_backbone_probe_recipe_against_todays_params(tmp_path: Path, temperature: float, expected: list[str]) -> None:
     """A trained row's stored recipe is compared with params.yaml as it is now, so that a probe of an
-    older default says what it differs in after the default moved (budget_s, a safety cap, is ignored)."""
+    older default says what it differs in after the default moved (budget_s, a safety cap, is ignored);
+    overrides of other sections are named as well."""
     (tmp_path / "params.yaml").write_text(f"backbone_training:\n  temperature: {temperature}\n", encoding="utf-8")
     config = {"temperature": 0.05, "learning_rate": 0.001, "budget_s": 99}
     row = {"backbone": "trained", "commit": "abc1234", "steps": 200}
     rows = {
         "low@200": {**row, "name": "low", "overrides": {"temperature": 0.05}, "config": config},
         "old@200": {**row, "name": "old", "overrides": {}, "config": {**config, "temperature": 0.1}},
+        # another section's override is not in the stored backbone_training recipe: named from the overrides
+        "step@200": {**row, "name": "step", "overrides": {"features.time_step_ms": 250}, "config": config},
     }
     atomic_write_json(tmp_path / report.PROBE_FILE, rows)
     assert report.backbone_probe_table(tmp_path)[report.PROBE_RECIPE].tolist() == expected

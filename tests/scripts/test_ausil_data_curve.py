@@ -1,14 +1,16 @@
-"""scripts/ausil_data_curve.py's starting weights for the similarity CNN (--cnn-init)."""
+"""scripts/ausil_data_curve.py: the similarity CNN's starting weights (--cnn-init) and the time step of --features."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from ausil_lib.features.extraction import save_features
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ausil_data_curve.py"
@@ -60,3 +62,15 @@ def test_the_training_builds_its_model_with_the_chosen_start() -> None:
     assert isinstance(model, AuSiL)
     head = model.cnn.fconv
     assert float(head.bias.detach()) == -1.0 and float(head.weight[0, 1:].detach().abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("step_ms", [250, 1000])
+def test_time_step_is_read_from_the_stored_signature(tmp_path: Path, step_ms: int) -> None:
+    """A probe's descriptors say what step they were cut at, so the row cannot name the wrong one."""
+    save_features(tmp_path / "a.npz", np.zeros((3, 4)), {"video_id": "a", "signature": {"time_step_ms": step_ms}})
+    assert _script().time_step_ms(tmp_path) == step_ms
+
+
+def test_an_empty_features_dir_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=str(tmp_path)):
+        _script().time_step_ms(tmp_path)
