@@ -16,7 +16,11 @@ checkpoint is also scored on the cross-corpus `val_speed`, which takes no part i
     python scripts/ausil_data_curve.py --queries 38 --features .cache/backbone_probe/step500/features_step0
 
 --features trains and scores on a backbone probe's descriptors (scripts/backbone_probe.py --whole-train),
-e.g. extracted at another time step; the row records the step they were extracted at.
+e.g. extracted at another time step; the row records the step they were extracted at, and --label
+names descriptors of another backbone in the recipe (else the row would pass for the default's):
+
+    python scripts/ausil_data_curve.py --queries 38 --label trained+musicnn-MSD_vgg \
+        --features .cache/side_by_side_probe/trained+musicnn-MSD_vgg
 
 Run from the repository root after `make repro` (it reads features/main, features/cross_main,
 data/corpus and data/cross_corpus).
@@ -162,6 +166,9 @@ def main() -> None:
         default=None,
         help="a backbone probe's feature dir (main/ and cross/ inside, e.g. another time step) instead of the run's",
     )
+    ap.add_argument(
+        "--label", default=None, help="names --features in the row's recipe (e.g. the probe row they come from)"
+    )
     ap.add_argument("--work", default=".cache/ausil_data_curve", help="subset corpora, models (default: %(default)s)")
     ap.add_argument("--output", default="reports/ablations/ausil_data_curve.json")
     args = ap.parse_args()
@@ -180,6 +187,8 @@ def main() -> None:
     changes = overrides | ({"cnn_init": args.cnn_init} if args.cnn_init != "torch" else {})
     if step != params.features.time_step_ms:
         changes["time_step_ms"] = step
+    if args.label:
+        changes["features"] = args.label
     recipe = " ".join(f"{k}={v}" for k, v in sorted(changes.items())) or "default"
     # budget_s is the pipeline's safety cap; a probe run beside other jobs must still reach max_steps
     cfg = replace(params.training, **overrides)

@@ -12,6 +12,7 @@ never read. The row goes into reports/ablations/backbone_probe.json beside the t
 
     python scripts/pretrained_probe.py --model MSD_vgg
     python scripts/pretrained_probe.py --model MTT_vgg
+    python scripts/pretrained_probe.py --model MSD_vgg --whole-train   # for scripts/side_by_side_probe.py
 
 Run from the repository root after `make repro` (it reads data/corpus and data/cross_corpus).
 """
@@ -146,6 +147,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=MODELS, default="MSD_vgg")
     ap.add_argument("--work", default=".cache/pretrained_probe", help="wheel, checkpoint, features: %(default)s")
+    ap.add_argument(
+        "--whole-train",
+        action="store_true",
+        help="extract every train-split video, not only the PCA sample (for scripts/side_by_side_probe.py)",
+    )
     ap.add_argument("--output", default="reports/ablations/backbone_probe.json")
     args = ap.parse_args()
 
@@ -155,7 +161,7 @@ def main() -> None:
     segments = Segments(params.features.window_s, params.features.time_step_ms / 1000)
     feat_dir = work / f"features_{args.model}"
     start = time.perf_counter()
-    for sub, videos in videos_to_extract().items():
+    for sub, videos in videos_to_extract(args.whole_train).items():
         extract(net, segments, videos, feat_dir / sub, params.extract.decode_workers)
     extract_s = round(time.perf_counter() - start, 1)
     name = f"musicnn-{args.model}"

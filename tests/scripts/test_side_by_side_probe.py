@@ -1,0 +1,51 @@
+"""scripts/side_by_side_probe.py joins two backbones' descriptors segment by segment."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ausil_lib.features.extraction import feature_path, load_features, save_features
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "side_by_side_probe.py"
+
+
+def _probe():
+    spec = importlib.util.spec_from_file_location("side_by_side_probe", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("n_first", "n_second"), [(3, 3), (4, 3), (3, 4)])
+def test_each_half_is_its_backbones_unit_vector_on_the_common_segments(n_first: int, n_second: int) -> None:
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(n_first, 5)) * 7, rng.normal(size=(n_second, 2))
+    joined = _probe().join(first, second, "v")
+    assert joined.shape == (3, 7)
+    np.testing.assert_allclose(np.linalg.norm(joined[:, :5], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(joined[:, 5:], second[:3] / np.linalg.norm(second[:3], axis=1, keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(joined[:, :5] * np.linalg.norm(first[:3], axis=1, keepdims=True), first[:3], rtol=1e-4)
+
+
+def test_a_count_gap_beyond_the_padded_end_is_refused_by_name() -> None:
+    with pytest.raises(SystemExit, match="clip_7: 5 segments .* 3 in"):
+        _probe().join(np.ones((5, 2)), np.ones((3, 2)), "clip_7")
+
+
+def test_dirs_join_the_videos_both_hold_and_keep_files_already_there(tmp_path: Path) -> None:
+    probe = _probe()
+    for sub, videos in (("a", ["x", "y"]), ("b", ["y", "z"])):
+        for v in videos:
+            save_features(feature_path(tmp_path / sub, v), np.ones((2, 3)), {"video_id": v})
+    out = tmp_path / "joined"
+    assert probe.join_dirs(tmp_path / "a", tmp_path / "b", out, 1000) == 1
+    joined = load_features(feature_path(out, "y"))
+    assert joined.descriptors.shape == (2, 6) and joined.meta["signature"]["time_step_ms"] == 1000
+    save_features(feature_path(out, "y"), np.zeros((1, 6)), {"video_id": "y"})  # a file from an earlier run
+    probe.join_dirs(tmp_path / "a", tmp_path / "b", out, 1000)
+    assert load_features(feature_path(out, "y")).descriptors.shape == (1, 6)
+    assert sorted(p.name for p in out.iterdir()) == ["y.npz"]
