@@ -16,14 +16,16 @@ AuSiL's network on. The row goes into reports/ablations/backbone_probe.json.
     python scripts/ausil_data_curve.py --queries 38 --features .cache/side_by_side_probe/trained+musicnn-MSD_vgg
 
 Both directories hold `main/` and `cross/` as the probes write them. The two extractors cut the same
-windows but pad a video's end each its own way, so their segment counts may differ by one: the joined
-descriptor keeps the segments both have, and a larger difference is refused by name.
+windows but pad a video's end each its own way (the pipeline's released padding adds up to about 3 s), so
+their segment counts may differ by that much: the joined descriptor keeps the leading segments both have,
+and a larger difference is refused by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
@@ -43,12 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone_probe import score  # noqa: E402
 
 SUBDIRS = ("main", "cross")
-MAX_COUNT_GAP = 1  # segments: the last window, padded differently by the two extractors
+# the released segment padding (params features.segment_padding) appends up to 176 + 87 spectrogram
+# rows, about 3.05 s, after a video: that many seconds of trailing windows one extractor may have more
+MAX_PADDING_S = 3.05
 
 
-def join(first: np.ndarray, second: np.ndarray, video: str) -> np.ndarray:
+def join(first: np.ndarray, second: np.ndarray, video: str, step_ms: int) -> np.ndarray:
     """The segments both descriptors cover, each half L2-normalised."""
-    if abs(len(first) - len(second)) > MAX_COUNT_GAP:
+    if abs(len(first) - len(second)) > math.ceil(MAX_PADDING_S * 1000 / step_ms):
         raise SystemExit(f"{video}: {len(first)} segments in the first backbone's file, {len(second)} in the second's")
     n = min(len(first), len(second))
     halves = [d[:n] / np.maximum(np.linalg.norm(d[:n], axis=1, keepdims=True), 1e-12) for d in (first, second)]
@@ -71,7 +75,7 @@ def join_dirs(first: Path, second: Path, out: Path, step_ms: int) -> int:
             continue
         a, b = load_features(first / name), load_features(second / name)
         meta = {"video_id": a.video_id, "joined": [str(first), str(second)], "signature": {"time_step_ms": step_ms}}
-        save_features(feature_path(out, a.video_id), join(a.descriptors, b.descriptors, a.video_id), meta)
+        save_features(feature_path(out, a.video_id), join(a.descriptors, b.descriptors, a.video_id, step_ms), meta)
     return len(both)
 
 
