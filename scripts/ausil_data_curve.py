@@ -13,7 +13,7 @@ checkpoint is also scored on the cross-corpus `val_speed`, which takes no part i
 
     python scripts/ausil_data_curve.py --queries 5,10,19,38
     python scripts/ausil_data_curve.py --queries 38 --cnn-init identity --set learning_rate=0.0001
-    python scripts/ausil_data_curve.py --queries 38 --features .cache/backbone_probe/step500/features_step0
+    python scripts/ausil_data_curve.py --queries 38 --features .cache/backbone_probe/step500ms/features_step0
 
 --features trains and scores on a backbone probe's descriptors (scripts/backbone_probe.py --whole-train),
 e.g. extracted at another time step; the row records the step they were extracted at, and --label
@@ -193,14 +193,9 @@ def main() -> None:
 
     params = load_params()
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
-    features, cross_features = (
-        (args.features / "main", args.features / "cross")
-        if args.features
-        else (
-            FEATURES,
-            CROSS_FEATURES,
-        )
-    )
+    features, cross_features = FEATURES, CROSS_FEATURES
+    if args.features:
+        features, cross_features = args.features / "main", args.features / "cross"
     step, dims = time_step_ms(features), descriptor_dims(features)
     changes = overrides | ({"cnn_init": args.cnn_init} if args.cnn_init != "torch" else {})
     if step != params.features.time_step_ms:

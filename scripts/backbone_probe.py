@@ -12,9 +12,9 @@ name, with the commit and the settings that made them; the ablations notebook sh
     python scripts/backbone_probe.py --name temp0.05 --set temperature=0.05
     python scripts/backbone_probe.py --name extra-sources --set extra_sources=true --snapshots 200,400 --max-steps 400
     python scripts/backbone_probe.py --name shipped-bn-identity --weights models/backbone.pt --bn-identity
-    python scripts/backbone_probe.py --name step250 --weights models/backbone.pt --set features.time_step_ms=250
-    python scripts/backbone_probe.py --name step500 --weights models/backbone.pt --set features.time_step_ms=500 \
-        --whole-train   # then: scripts/ausil_data_curve.py --features .cache/backbone_probe/step500/features_step0
+    python scripts/backbone_probe.py --name step250ms --weights models/backbone.pt --set features.time_step_ms=250
+    python scripts/backbone_probe.py --name step500ms --weights models/backbone.pt --set features.time_step_ms=500 \
+        --whole-train   # then: scripts/ausil_data_curve.py --features .cache/backbone_probe/step500ms/features_step0
 
 A dotted --set key (`features.time_step_ms`) overrides that params.yaml section instead of backbone_training.
 
@@ -104,7 +104,7 @@ def videos_to_extract(whole_train: bool = False) -> dict[str, dict[str, str]]:
 def score(params: Params, feat_dir: Path) -> dict[str, float]:
     """mAP of MAC and MAC + W on every set (JUNK left out), as AuSiL's training validates."""
     cfg = params.training
-    sample = pca_videos(read_video_list("data/corpus/train/database.txt"))
+    sample = pca_videos(read_video_list("data/corpus/train/database.txt"))  # also after --whole-train: same rows
     train = {
         v: d for v, d in load_benchmark_features(feat_dir / "main", Path("data/corpus/train")).items() if v in sample
     }
