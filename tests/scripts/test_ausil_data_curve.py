@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +13,9 @@ import torch.nn.functional as F
 from ausil_lib.features.extraction import save_features
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "ausil_data_curve.py"
+from . import load_script
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("ausil_data_curve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_script = partial(load_script, "ausil_data_curve")
 
 
 def test_identity_start_outputs_the_max_pooled_map() -> None:

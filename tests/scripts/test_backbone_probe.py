@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -10,15 +10,12 @@ import pytest
 from ausil_lib.core.config import load_params
 from ausil_lib.features.logmel import FeatureConfig
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "backbone_probe.py"
+from . import load_script
+
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
-def _probe():
-    spec = importlib.util.spec_from_file_location("backbone_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_probe = partial(load_script, "backbone_probe")
 
 
 @pytest.mark.parametrize("step_ms", [250, 500])

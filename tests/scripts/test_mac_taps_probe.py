@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from functools import partial
 
 import pytest
 import torch
@@ -11,14 +10,9 @@ import torch.nn.functional as F
 
 from ausil_lib.models.backbone import MAC_TAPS, KumarCNN
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mac_taps_probe.py"
+from . import load_script
 
-
-def _probe():
-    spec = importlib.util.spec_from_file_location("mac_taps_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_probe = partial(load_script, "mac_taps_probe")
 
 
 @pytest.mark.parametrize("tap", ["layer1", "layer8", "layer14", "layer18"])

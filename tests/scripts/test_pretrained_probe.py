@@ -5,8 +5,8 @@ is refused unless its SHA-256 matches, and segments follow AuSiL's window and st
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,18 +17,14 @@ from ausil_lib.core.download import DownloadError
 from ausil_lib.models.tf_checkpoint import TFCheckpoint
 
 from ..tf_bundle_writer import write_bundle
+from . import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pretrained_probe.py"
 CHANNELS = 4  # the real network has 128; the graph is the same
 # musicnn's models.vgg: max_pooling2d after blocks 1-4 as (pool_size, strides), time x frequency
 TF_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)))
 
 
-def _probe():
-    spec = importlib.util.spec_from_file_location("pretrained_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_probe = partial(load_script, "pretrained_probe")
 
 
 def _tensors(rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +10,9 @@ import pytest
 
 from ausil_lib.features.extraction import feature_path, load_features, save_features
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "side_by_side_probe.py"
+from . import load_script
 
-
-def _probe():
-    spec = importlib.util.spec_from_file_location("side_by_side_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+_probe = partial(load_script, "side_by_side_probe")
 
 
 @pytest.mark.parametrize(("n_first", "n_second"), [(3, 3), (4, 3), (3, 4), (6, 3)])
