@@ -39,7 +39,7 @@ import torch
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
 from ausil_lib.core.formats import atomic_write_json, read_video_list
-from ausil_lib.features.extraction import Extractor
+from ausil_lib.features.extraction import Extractor, open_features
 from ausil_lib.features.logmel import FeatureConfig
 from ausil_lib.models.ausil import AuSiL, learn_pca
 from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
@@ -104,10 +104,9 @@ def videos_to_extract(whole_train: bool = False) -> dict[str, dict[str, str]]:
 def score(params: Params, feat_dir: Path) -> dict[str, float]:
     """mAP of MAC and MAC + W on every set (JUNK left out), as AuSiL's training validates."""
     cfg = params.training
-    sample = pca_videos(read_video_list("data/corpus/train/database.txt"))  # also after --whole-train: same rows
-    train = {
-        v: d for v, d in load_benchmark_features(feat_dir / "main", Path("data/corpus/train")).items() if v in sample
-    }
+    # the PCA sample only, also after --whole-train extracted all of train, so that a row does not depend on it
+    stored = open_features(feat_dir / "main")
+    train = {v: stored.get(v) for v in pca_videos(read_video_list("data/corpus/train/database.txt")) if v in stored}
     mean, weights = learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps))
     out = {}
     for label, corpus, bench in SETS:
