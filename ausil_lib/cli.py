@@ -32,7 +32,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     videos = read_video_list(args.videos)
     time_step = args.time_step_ms
     if args.dataset:
-        from .datasets.real.pipeline import dataset_config
+        from .datasets.real.settings import dataset_config
 
         time_step = dataset_config(params, args.dataset).time_step_ms or time_step
     extractor = Extractor.from_params(params, time_step)
@@ -287,8 +287,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_similarity(args: argparse.Namespace) -> int:
+    from .baselines.method import BASELINES, baseline_method
     from .core.formats import read_video_list
-    from .retrieval.runner import BASELINES, baseline_method, run_similarity
+    from .retrieval.runner import run_similarity
 
     params = _params(args)
     queries, database = read_video_list(args.queries), read_video_list(args.database)
@@ -462,7 +463,7 @@ def cmd_dataset_budget(args: argparse.Namespace) -> int:
 
     from .core.config import resolve_device
     from .datasets.real.budget import estimate, load_speed_report, measure_pair_ms, render
-    from .datasets.real.pipeline import dataset_config
+    from .datasets.real.settings import dataset_config
 
     params = _params(args)
     pair = measure_pair_ms(resolve_device(params.device))

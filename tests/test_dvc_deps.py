@@ -37,6 +37,14 @@ def test_the_closure_follows_lazy_imports() -> None:
     assert set(subcommand_handlers()) >= {"extract", "similarity", "evaluate", "train", "report", "fetch-weights"}
 
 
+def test_ausils_own_stages_do_not_depend_on_the_baselines() -> None:
+    """An edit of Dejavu or the Spectro methods re-runs their stages, not AuSiL's extraction and training."""
+    for name in ("features", "cross_features", "train", "train_backbone", "benchmark_speed", "report"):
+        body = _body(STAGES[name])
+        assert not [d for d in stage_code(body["cmd"]) if d.startswith("ausil_lib/baselines/")], name
+    assert "ausil_lib/baselines/dejavu.py" in stage_code(_body(STAGES["dejavu"])["cmd"])
+
+
 def test_every_params_reading_stage_lists_params() -> None:
     for name, stage in STAGES.items():
         body = _body(stage)

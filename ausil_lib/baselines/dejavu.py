@@ -92,7 +92,7 @@ def dejavu_hashes(samples: np.ndarray, config: DejavuConfig) -> set[tuple[str, i
 class FileHashes:
     """One file's Dejavu fingerprint with what the index records about it, made by `file_hashes`."""
 
-    content: str  # SHA-1 of the decoded samples, in Dejavu's unique_hash form
+    content: str | None  # SHA-1 of the decoded samples, in Dejavu's unique_hash form (None: not asked for)
     n_samples: int
     hashes: set[tuple[str, int]]
     decode_s: float
@@ -100,16 +100,21 @@ class FileHashes:
 
 
 def file_hashes(
-    item: tuple[str, str | os.PathLike[str]], config: DejavuConfig, ffmpeg: str | None, timeout_s: float
+    item: tuple[str, str | os.PathLike[str]],
+    config: DejavuConfig,
+    ffmpeg: str | None,
+    timeout_s: float,
+    content: bool = True,
 ) -> FileHashes:
-    """Decode and fingerprint one (video id, path) item: the per-file work of indexing, which
-    `DejavuMethod.index` runs in worker processes (AudioError naming the file)."""
+    """Decode and fingerprint one (id, path) item: the per-file work of indexing, which
+    `DejavuMethod.index` runs in worker processes, and of each query (AudioError naming the file).
+    `content=False` skips the digest that only the index stores."""
     started = time.perf_counter()
     samples = dejavu_samples(item[1], ffmpeg, timeout_s)
     decoded = time.perf_counter()
     hashes = dejavu_hashes(samples, config)
     return FileHashes(
-        hashlib.sha1(samples.tobytes()).hexdigest().upper(),
+        hashlib.sha1(samples.tobytes()).hexdigest().upper() if content else None,
         int(samples.size),
         hashes,
         decoded - started,
@@ -236,12 +241,9 @@ class DejavuIndex:
         """
         if not self._analyzed:
             self.finalize()
-        started = time.perf_counter()
-        samples = dejavu_samples(path, self.ffmpeg, self.decode_timeout_s)
-        decoded = time.perf_counter()
-        hashes = dejavu_hashes(samples, self.config)
+        query = file_hashes((str(path), path), self.config, self.ffmpeg, self.decode_timeout_s, content=False)
         fingerprinted = time.perf_counter()
-        matches, _, _ = self._dejavu.find_matches(hashes)
+        matches, _, _ = self._dejavu.find_matches(query.hashes)
         groups: defaultdict[int, Counter[int]] = defaultdict(Counter)
         for song_id, difference in matches:
             groups[song_id][int(difference)] += 1
@@ -253,11 +255,11 @@ class DejavuIndex:
             result[video_id] = DejavuMatch(count, difference, None if difference is None else difference * hop_s)
         finished = time.perf_counter()
         self._queries += 1
-        self._totals["query_audio_s"] += samples.size / SAMPLE_RATE
-        self._totals["query_decode_s"] += decoded - started
-        self._totals["query_fingerprint_s"] += fingerprinted - decoded
+        self._totals["query_audio_s"] += query.n_samples / SAMPLE_RATE
+        self._totals["query_decode_s"] += query.decode_s
+        self._totals["query_fingerprint_s"] += query.fingerprint_s
         self._totals["query_match_s"] += finished - fingerprinted
-        self._totals["query_s"] += finished - started
+        self._totals["query_s"] += query.decode_s + query.fingerprint_s + finished - fingerprinted
         return result
 
     def scores(self, path: str | os.PathLike[str]) -> dict[str, float]:

@@ -90,14 +90,18 @@ class DejavuLocator:
 
     def hashes(self, vid: str, path: str | os.PathLike[str]) -> set[tuple[str, int]]:
         if vid not in self._cache:
-            self._cache[vid] = file_hashes((vid, path), self.config, self._ffmpeg, self._decode_timeout_s).hashes
+            self._cache[vid] = file_hashes(
+                (vid, path), self.config, self._ffmpeg, self._decode_timeout_s, content=False
+            ).hashes
         return self._cache[vid]
 
     def prefetch(self, files: Mapping[str, str], workers: int = 1) -> None:
         """Fingerprint these (id -> path) files ahead, in `workers` processes. A file that cannot be
         decoded is skipped here; `hashes` raises its AudioError when a pair needs it."""
         todo = [(vid, path) for vid, path in files.items() if vid not in self._cache]
-        prepare = partial(file_hashes, config=self.config, ffmpeg=self._ffmpeg, timeout_s=self._decode_timeout_s)
+        prepare = partial(
+            file_hashes, config=self.config, ffmpeg=self._ffmpeg, timeout_s=self._decode_timeout_s, content=False
+        )
         results = ordered_map(prepare, todo, workers)
         try:
             for (vid, _), result in zip(todo, results):

@@ -236,7 +236,7 @@ def budget_table(root: Path) -> str:
     """`dataset-budget` for the paper's datasets on the reports/gpu/ measurements (params.yaml sizes)."""
     from ..core.config import load_params
     from ..datasets.real.budget import estimate
-    from ..datasets.real.pipeline import dataset_config
+    from ..datasets.real.settings import dataset_config
 
     r = _gpu_reports(root)
     params = load_params(root / "params.yaml")

@@ -11,23 +11,19 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..audio.decode import AudioError
-from ..core.config import Params
 from ..core.formats import atomic_write_json, atomic_write_text, write_results
 from ..core.numerics import apply_torch_settings, numerics_settings
 from ..features.extraction import Extractor, feature_path, is_current, load_features
 from ..models.ausil import AuSiL, repeat_to
 from .method import Method, index_videos
-
-apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
@@ -230,25 +226,3 @@ def score_stored(
         "buckets": len(buckets),
     }
     return results, failures, timing
-
-
-BASELINES = ("dejavu", "spectro-slides", "spectro-tiles")
-
-
-@contextmanager
-def baseline_method(name: str, params: Params, cache_dir: str | os.PathLike[str]) -> Iterator[Method]:
-    """A baseline behind the runner's interface, for exactly as long as it is needed: Dejavu's throwaway
-    PostgreSQL cluster is started here and stopped on leaving (errors included)."""
-    if name == "dejavu":
-        from ..baselines.dejavu import DejavuMethod
-        from ..baselines.postgres import PostgresCluster
-
-        config, audio = params.dejavu, params.audio
-        with PostgresCluster(config.postgres_bindir, config.postgres_start_timeout_s) as cluster:
-            yield DejavuMethod(cluster, config, audio.ffmpeg, audio.decode_timeout_s)
-    elif name in ("spectro-slides", "spectro-tiles"):
-        from ..baselines.spectro import SpectroMethod
-
-        yield SpectroMethod(name.split("-", 1)[1], params.spectro, cache_dir)
-    else:
-        raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")

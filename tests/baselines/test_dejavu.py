@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ausil_lib.audio.decode import AudioError, encode
-from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuIndex, DejavuMethod, dejavu_fingerprint
+from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuIndex, DejavuMethod, dejavu_fingerprint, file_hashes
 from ausil_lib.baselines.postgres import PostgresCluster
 from ausil_lib.core.config import DejavuConfig, from_section
 
@@ -96,6 +96,16 @@ def test_workers_index_what_one_process_indexes(index: DejavuIndex, media: dict[
         timings = method.timings
     assert (timings["videos_indexed"], timings["songs_stored"], timings["workers"]) == (6, 5, 2)
     assert timings["hashes_stored"] == index.timings()["hashes_stored"]
+
+
+def test_the_digest_is_made_only_where_the_index_stores_it(media: dict[str, Path]) -> None:
+    """Queries and the locator fingerprint through `file_hashes` too, without the SHA-1 only songs keep."""
+    item, config = ("r1", str(media["r1"])), DejavuConfig()
+    stored, bare = file_hashes(item, config, None, 60.0), file_hashes(item, config, None, 60.0, content=False)
+    assert bare.content is None and stored.content is not None and len(stored.content) == 40
+    assert bare.hashes == stored.hashes and bare.n_samples == stored.n_samples == int(RECORDING_S * SAMPLE_RATE)
+    copy = file_hashes(("r1_copy", str(media["r1_copy"])), config, None, 60.0)
+    assert copy.content == stored.content  # other bytes, same samples: Dejavu stores one song
 
 
 def test_bad_file_raises_audio_error_naming_it(index: DejavuIndex, tmp_path: Path) -> None:

@@ -32,23 +32,9 @@ from ...core.config import ArchiveEntry, AudioConfig, DatasetConfig, Params
 from ...core.formats import atomic_path, atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
 from ...core.labels import DA, speed_copy_id
 from . import loaders as ds
+from .settings import StageError, dataset_config, dataset_dir
 
 FLAC = ["-c:a", "flac"]
-
-
-class StageError(RuntimeError):
-    """A stage cannot run as configured; the message says which setting to change."""
-
-
-def dataset_config(params: Params, name: str) -> DatasetConfig:
-    named = params.datasets.named
-    if name not in named:
-        raise StageError(f"dataset {name!r} is not defined in params.yaml `datasets` (defined: {sorted(named)})")
-    return named[name]
-
-
-def dataset_dir(params: Params, name: str) -> Path:
-    return Path(params.datasets.root) / name
 
 
 def _raw_path(base: Path, cfg: DatasetConfig, key: str, required: bool = True) -> Path | None:
@@ -477,8 +463,9 @@ def stage_evaluate(
 
     AuSiL scores all queries against the stored collection in one pass (GPU-batched); the baselines
     go through the same runner as on the embedded corpus, one query at a time."""
+    from ...baselines.method import BASELINES, baseline_method
     from ...retrieval.evaluation import evaluate_files
-    from ...retrieval.runner import BASELINES, baseline_method, run_similarity
+    from ...retrieval.runner import run_similarity
 
     base = dataset_dir(params, name)
     summary = json.loads(
