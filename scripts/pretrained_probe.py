@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ausil_lib.audio.decode import decode_pcm16
 from ausil_lib.core.config import load_params
 from ausil_lib.core.download import fetch
-from ausil_lib.core.formats import atomic_write_json
+from ausil_lib.core.formats import atomic_write_json, read_video_list
 from ausil_lib.core.parallel import ordered_map
 from ausil_lib.features.extraction import feature_path, save_features
 from ausil_lib.models.tf_checkpoint import TFCheckpoint
@@ -152,6 +152,11 @@ def main() -> None:
         action="store_true",
         help="extract every train-split video, not only the PCA sample (for scripts/side_by_side_probe.py)",
     )
+    ap.add_argument(
+        "--test-sets",
+        action="store_true",
+        help="only extract the test and test_speed databases into test/ (for scripts/selected_on_test.py); no row",
+    )
     ap.add_argument("--output", default="reports/ablations/backbone_probe.json")
     args = ap.parse_args()
 
@@ -160,6 +165,12 @@ def main() -> None:
     net = MusicnnVGG(checkpoint(args.model, work))
     segments = Segments(params.features.window_s, params.features.time_step_ms / 1000)
     feat_dir = work / f"features_{args.model}"
+    if args.test_sets:  # after the choice: these never make a probe row
+        videos = {}
+        for set_name in ("test", "test_speed"):
+            videos.update(read_video_list(Path("data/corpus", set_name, "database.txt")))
+        extract(net, segments, videos, feat_dir / "test", params.extract.decode_workers)
+        return
     start = time.perf_counter()
     for sub, videos in videos_to_extract(args.whole_train).items():
         extract(net, segments, videos, feat_dir / sub, params.extract.decode_workers)

@@ -38,7 +38,7 @@ from ausil_lib.core.formats import (
     read_unavailable,
 )
 from ausil_lib.core.labels import DA, JUNK, RELEASED_LABEL, RELEASED_RUN, speed_copy_of
-from ausil_lib.report.stats import LEVEL, Interval, load_ap, map_interval, paired_difference
+from ausil_lib.report.stats import LEVEL, Interval, bootstrap_map, load_ap, map_interval, paired_difference
 from ausil_lib.retrieval.evaluation import speed_factor_results
 
 __all__ = [
@@ -503,6 +503,41 @@ def ausil_data_curve_table(root: PathLike) -> pd.DataFrame:
     frame = pd.DataFrame([{k: cell(r) for k, cell in cells.items()} for r in rows.values()], columns=list(cells))
     frame["_changed"] = frame["recipe"] != "default"  # the default recipe first for each K
     return frame.sort_values(["training queries", "_changed", "recipe"], ignore_index=True).drop(columns="_changed")
+
+
+SELECTED_FILE = "reports/ablations/selected_on_test.json"
+
+
+def selected_on_test_table(root: PathLike) -> pd.DataFrame:
+    """Descriptor sets chosen or set aside on the selection sets, then scored on `test` / `test_speed`
+    (scripts/selected_on_test.py): MAC + W and AuSiL per row, each with its bootstrap interval, its paired
+    difference to the pipeline's own row (the one checked against the committed metrics), and the README
+    `hardcases` split on `test`. These numbers never choose anything."""
+    rows = _read_json(Path(root, SELECTED_FILE)) or {}
+    pipeline = next((r for r in rows.values() if "pipeline_check" in r), None)
+    out = []
+    for name, row in rows.items():
+        for variant in ("mac_w", "full"):
+            cells: dict[str, Any] = {"descriptors": name, "similarity": VARIANT_LABELS[variant]}
+            for set_name in SETS:
+                ap = row["sets"][set_name][variant]["ap"]
+                interval = bootstrap_map(ap)
+                cells[f"{set_name} mAP"] = interval.estimate
+                cells[f"{set_name} {CI_HEADER}"] = ci_text(interval)
+                if pipeline is not None and row is not pipeline:
+                    diff = paired_difference(ap, pipeline["sets"][set_name][variant]["ap"])
+                    cells[f"{set_name}, − pipeline's row"] = f"{diff.estimate:+.3f} ({difference_ci_text(diff)})"
+                else:
+                    cells[f"{set_name}, − pipeline's row"] = ""
+            hard = row.get("hard_cases", {}).get(variant, {}).get("test", {})
+            cells["test, hard cases only"] = hard.get("hard cases only", NAN)
+            cells["test, others ranked first"] = hard.get("others ranked first", NAN)
+            cells["commit"] = row["commit"]
+            out.append(cells)
+    columns = ["descriptors", "similarity"]
+    for set_name in SETS:
+        columns += [f"{set_name} mAP", f"{set_name} {CI_HEADER}", f"{set_name}, − pipeline's row"]
+    return pd.DataFrame(out, columns=[*columns, "test, hard cases only", "test, others ranked first", "commit"])
 
 
 def speed_table(root: PathLike) -> pd.DataFrame:

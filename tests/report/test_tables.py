@@ -492,6 +492,30 @@ def test_ausil_data_curve_table(tmp_path: Path) -> None:
     assert table["cross-corpus val_speed, MAC + W"].iloc[2] == pytest.approx(0.75)
 
 
+def test_selected_on_test_table_compares_with_the_pipelines_row_only(tmp_path: Path) -> None:
+    """Without the file the table is empty; a row is differenced against the row checked against the
+    committed metrics, and with no such row the difference column stays blank."""
+    assert report.selected_on_test_table(tmp_path).empty
+    ap = {"q0": 1.0, "q1": 0.5, "q2": 0.0}
+
+    def row(scale: float, **extra: object) -> dict:
+        scores = {"ap": {q: a * scale for q, a in ap.items()}}
+        sets = {s: {v: scores for v in ("mac", "mac_w", "full")} for s in ("test", "test_speed")}
+        return {"commit": "abc1234", "sets": sets, **extra}
+
+    path = tmp_path / report.SELECTED_FILE
+    atomic_write_json(path, {"other": row(0.5)})
+    assert set(report.selected_on_test_table(tmp_path)["test, − pipeline's row"]) == {""}
+    hard = {"test": {"hard cases only": 0.25, "others ranked first": 0.9}}
+    atomic_write_json(path, {"other": row(0.5), "pipe": row(1.0, pipeline_check={}, hard_cases={"full": hard})})
+    table = report.selected_on_test_table(tmp_path).set_index(["descriptors", "similarity"])
+    assert table.loc[("other", "AuSiL"), "test mAP"] == pytest.approx(0.25)
+    assert table.loc[("other", "AuSiL"), "test, − pipeline's row"].startswith("-0.250 (")
+    assert table.loc[("pipe", "AuSiL"), "test, − pipeline's row"] == ""
+    assert table.loc[("pipe", "AuSiL"), "test, others ranked first"] == 0.9
+    assert math.isnan(table.loc[("pipe", "MAC + W"), "test, hard cases only"])
+
+
 def test_mac_taps_table(tmp_path: Path) -> None:
     assert report.mac_taps_table(tmp_path).empty
     scores = {"val_mac": 0.7, "val_mac_w": 0.9, "cross_val_mac_w": 0.8, "cross_val_speed_mac_w": 0.4}
