@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -119,8 +120,13 @@ def hard_cases(work: Path, names: list[str]) -> dict[str, Any]:
         if table.empty:  # no construction log: a corpus not built by this project
             continue
         for run, row in zip(runs, table.to_dict("records"), strict=True):
-            out.setdefault(run, {})[set_name] = {k: round(float(v), 4) for k, v in row.items() if k != "method"}
+            out.setdefault(run, {})[set_name] = {k: _number(v) for k, v in row.items() if k != "method"}
     return out
+
+
+def _number(value: Any) -> float | None:
+    """JSON has no NaN: a split with no query (e.g. no hard case in the set) is null."""
+    return None if math.isnan(float(value)) else round(float(value), 4)
 
 
 def main() -> None:

@@ -530,8 +530,9 @@ def selected_on_test_table(root: PathLike) -> pd.DataFrame:
                 else:
                     cells[f"{set_name}, − pipeline's row"] = ""
             hard = row.get("hard_cases", {}).get(variant, {}).get("test", {})
-            cells["test, hard cases only"] = hard.get("hard cases only", NAN)
-            cells["test, others ranked first"] = hard.get("others ranked first", NAN)
+            for column in ("hard cases only", "others ranked first"):
+                value = hard.get(column)
+                cells[f"test, {column}"] = NAN if value is None else value
             cells["commit"] = row["commit"]
             out.append(cells)
     columns = ["descriptors", "similarity"]

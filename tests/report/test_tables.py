@@ -507,7 +507,8 @@ def test_selected_on_test_table_compares_with_the_pipelines_row_only(tmp_path: P
     atomic_write_json(path, {"other": row(0.5)})
     assert set(report.selected_on_test_table(tmp_path)["test, − pipeline's row"]) == {""}
     hard = {"test": {"hard cases only": 0.25, "others ranked first": 0.9}}
-    atomic_write_json(path, {"other": row(0.5), "pipe": row(1.0, pipeline_check={}, hard_cases={"full": hard})})
+    hard_cases = {"full": hard, "mac_w": {"test": {"hard cases only": None}}}  # null: no query had one
+    atomic_write_json(path, {"other": row(0.5), "pipe": row(1.0, pipeline_check={}, hard_cases=hard_cases)})
     table = report.selected_on_test_table(tmp_path).set_index(["descriptors", "similarity"])
     assert table.loc[("other", "AuSiL"), "test mAP"] == pytest.approx(0.25)
     assert table.loc[("other", "AuSiL"), "test, − pipeline's row"].startswith("-0.250 (")
