@@ -56,6 +56,7 @@ __all__ = [
     "ausil_data_curve_table",
     "backbone_probe_table",
     "mac_taps_table",
+    "selected_on_test_table",
     "components_table",
     "corpus_table",
     "cross_corpus_table",
