@@ -37,6 +37,7 @@ import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 # isort: split
 import torch
 
+from ausil_lib.core.config import load_params
 from ausil_lib.core.formats import atomic_write_json, read_annotations, read_ids, write_results
 from ausil_lib.core.labels import DA, JUNK
 from ausil_lib.models.ausil import AuSiL
@@ -66,7 +67,8 @@ def descriptors(features: Path, beside: Path | None, bench: Path) -> dict[str, A
     feats = load_benchmark_features(features, bench)
     if beside is None:
         return feats
-    second, step = load_benchmark_features(beside, bench), time_step_ms(features, 1000)
+    # files without a stored signature were cut at params.yaml's step, as side_by_side_probe assumes
+    second, step = load_benchmark_features(beside, bench), time_step_ms(features, load_params().features.time_step_ms)
     missing = sorted(set(feats) - set(second))
     if missing:
         raise SystemExit(f"{beside}: no descriptors for {len(missing)} videos of {bench}, e.g. {missing[0]}")
@@ -76,6 +78,7 @@ def descriptors(features: Path, beside: Path | None, bench: Path) -> dict[str, A
 def score_row(name: str, features: Path, model_path: Path, work: Path, beside: Path | None = None) -> dict[str, Any]:
     """Per set and variant: mAP, its interval and the per-query AP; results files under `work` for the
     hard-case split."""
+    models = {variant: load(model_path, variant) for variant in VARIANTS}  # read once, not per set
     out: dict[str, Any] = {}
     for set_name in SETS:
         bench = Path("data/corpus", set_name)
@@ -86,7 +89,7 @@ def score_row(name: str, features: Path, model_path: Path, work: Path, beside: P
             raise SystemExit(f"{features}: no descriptors for {len(missing)} {set_name} videos, e.g. {missing[0]}")
         out[set_name] = {}
         for variant in VARIANTS:
-            results = ausil_scores(load(model_path, variant), {q: feats[q] for q in ann}, feats)
+            results = ausil_scores(models[variant], {q: feats[q] for q in ann}, feats)
             write_results(work / "results" / f"{name}-{variant}" / f"{set_name}.json", results)
             result = evaluate(ann, results, [DA], dataset, ignore_labels=[JUNK])
             out[set_name][variant] = {

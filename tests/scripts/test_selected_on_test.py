@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ausil_lib.models.ausil import AuSiL
 from ausil_lib.models.backbone import save_state
 from ausil_lib.report import tables as report
 
+from ..dvc_deps import ROOT
 from . import load_script
 
 SETS = ("test", "test_speed")
@@ -47,6 +49,7 @@ def _model(path: Path, dims: int) -> None:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")  # scripts run from the repository root
     for set_name in SETS:
         bench = tmp_path / "data" / "corpus" / set_name
         bench.mkdir(parents=True)
