@@ -6,10 +6,10 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .core.config import Params, load_params
-from .core.labels import DA, NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
+from .core.labels import BASELINES, DA, NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -287,31 +287,43 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_similarity(args: argparse.Namespace) -> int:
-    from .baselines.method import BASELINES, baseline_method
     from .core.formats import read_video_list
     from .retrieval.runner import run_similarity
 
     params = _params(args)
     queries, database = read_video_list(args.queries), read_video_list(args.database)
-    if args.method in BASELINES:
-        with baseline_method(args.method, params, args.features_dir) as method:
-            print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
-            timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
-    elif args.model == RELEASED_MODEL and _released_unavailable(params):
+    if args.model == RELEASED_MODEL and _released_unavailable(params):
         from .core.formats import write_unavailable
 
         write_unavailable(args.output, "ausil", RELEASED_LABEL, NOT_AVAILABLE)
         print(f"{RELEASED_LABEL}: {NOT_AVAILABLE} ({args.output} records that)", file=sys.stderr)
         return 0
-    else:
-        method = _ausil_method(args, params)
+    method = _ausil_method(args, params)
+    print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
+    _print_timing(args.output, run_similarity(method, queries, database, args.output, progress=not args.no_progress))
+    return 0
+
+
+def cmd_baseline_similarity(args: argparse.Namespace) -> int:
+    """A baseline's scores, from a handler of its own so that AuSiL's stages do not depend on its code."""
+    from .baselines.method import baseline_method
+    from .core.formats import read_video_list
+    from .retrieval.runner import run_similarity
+
+    params = _params(args)
+    queries, database = read_video_list(args.queries), read_video_list(args.database)
+    with baseline_method(args.method, params, args.features_dir) as method:
         print(f"{method.label}: {len(queries)} queries x {len(database)} videos", file=sys.stderr)
         timing = run_similarity(method, queries, database, args.output, progress=not args.no_progress)
+    _print_timing(args.output, timing)
+    return 0
+
+
+def _print_timing(output: str, timing: dict[str, float]) -> None:
     print(
-        f"{args.output}: indexing {timing['index_s']:.1f} s, querying {timing['query_s']:.1f} s "
+        f"{output}: indexing {timing['index_s']:.1f} s, querying {timing['query_s']:.1f} s "
         f"({timing['ms_per_pair']:.2f} ms per pair), {timing['failed']} failed"
     )
-    return 0
 
 
 def _ausil_method(args: argparse.Namespace, params: Params):
@@ -321,8 +333,6 @@ def _ausil_method(args: argparse.Namespace, params: Params):
     from .models.weights import verify_released_model
     from .retrieval.runner import AusilMethod
 
-    if not args.model:
-        raise ValueError("--model is needed for --method ausil")
     path = params.release.model_prefix if args.model == RELEASED_MODEL else args.model
     released = verify_released_model(params.release, path)
     model, meta = load_model(path, variant=args.variant)
@@ -358,43 +368,71 @@ def _released_unavailable(params: Params) -> bool:
 
 def cmd_locate(args: argparse.Namespace) -> int:
     from .core.config import resolve_device
-    from .core.formats import read_results, read_video_list
     from .features.extraction import Extractor
-    from .localisation.locate import AusilLocator, locate_pairs, top_k_pairs
-    from .localisation.segments import write_segments
+    from .localisation.locate import AusilLocator
     from .models.ausil import AuSiL, load_model
 
     params = _params(args)
     cfg = params.localisation
-    queries, database = read_video_list(args.queries), read_video_list(args.database)
-    ranking = read_results(args.ranking) if args.ranking else None
-    pairs = top_k_pairs(ranking, queries, database, args.top_k or cfg.top_k)
-    if args.method == "ausil":
-        # whitening without attention: attention only rescales a segment, which the map's cosine undoes
-        model = load_model(args.model, variant="mac_w")[0] if args.model else AuSiL(variant="mac_w")
-        extractor = Extractor.from_params(params, cfg.time_step_ms)
-        locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
-        what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
-    elif args.method == "dejavu":
+    # whitening without attention: attention only rescales a segment, which the map's cosine undoes
+    model = load_model(args.model, variant="mac_w")[0] if args.model else AuSiL(variant="mac_w")
+    extractor = Extractor.from_params(params, cfg.time_step_ms)
+    locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
+    what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
+    if not args.example:
+        return _locate(args, params, "ausil", lambda files: locator, what)
+    from .localisation.locate import write_example
+
+    def example(located: Any, queries: dict[str, str], database: dict[str, str]) -> None:
+        write_example(args.example, locator, located, queries, database)
+
+    return _locate(args, params, "ausil", lambda files: locator, what, then=example)
+
+
+def cmd_baseline_locate(args: argparse.Namespace) -> int:
+    """A baseline's segments, from a handler of its own so that AuSiL's stages do not depend on its code."""
+    params = _params(args)
+    cfg = params.localisation
+    if args.method == "dejavu":
         from .localisation.dejavu import DejavuLocator
 
-        locator = DejavuLocator(params.dejavu, cfg, params.audio.ffmpeg, params.audio.decode_timeout_s)
-        files = {q: queries[q] for q in pairs} | {v: database[v] for vs in pairs.values() for v in vs}
-        locator.prefetch(files, params.dejavu.workers)
-        what = "aligned hashes of the best offset difference (Dejavu's hashes, matched without PostgreSQL)"
-    else:
-        from .baselines.spectro import SpectroMethod
-        from .localisation.spectro import SpectroLocator
+        def dejavu(files: dict[str, str]) -> Any:
+            locator = DejavuLocator(params.dejavu, cfg, params.audio.ffmpeg, params.audio.decode_timeout_s)
+            locator.prefetch(files, params.dejavu.workers)
+            return locator
 
-        locator = SpectroLocator(SpectroMethod(args.method.split("-", 1)[1], params.spectro, args.features_dir), cfg)
-        what = "best offset of the vote histogram"
-    print(f"ausil locate: {args.method}, {sum(map(len, pairs.values()))} pairs; {what}", file=sys.stderr)
+        what = "aligned hashes of the best offset difference (Dejavu's hashes, matched without PostgreSQL)"
+        return _locate(args, params, args.method, dejavu, what)
+    from .baselines.spectro import SpectroMethod
+    from .localisation.spectro import SpectroLocator
+
+    spectro = SpectroLocator(SpectroMethod(args.method.split("-", 1)[1], params.spectro, args.features_dir), cfg)
+    return _locate(args, params, args.method, lambda files: spectro, "best offset of the vote histogram")
+
+
+def _locate(
+    args: argparse.Namespace,
+    params: Params,
+    method: str,
+    make_locator: Callable[[dict[str, str]], Any],
+    what: str,
+    then: Callable[[Any, dict[str, str], dict[str, str]], None] | None = None,
+) -> int:
+    """Locate the top-ranked pairs with the locator `make_locator` builds for the files they need, write
+    them, and pass them to `then` (with the query and database lists)."""
+    from .core.formats import read_results, read_video_list
+    from .localisation.pairs import locate_pairs, top_k_pairs
+    from .localisation.segments import write_segments
+
+    queries, database = read_video_list(args.queries), read_video_list(args.database)
+    ranking = read_results(args.ranking) if args.ranking else None
+    pairs = top_k_pairs(ranking, queries, database, args.top_k or params.localisation.top_k)
+    locator = make_locator({q: queries[q] for q in pairs} | {v: database[v] for vs in pairs.values() for v in vs})
+    print(f"ausil locate: {method}, {sum(map(len, pairs.values()))} pairs; {what}", file=sys.stderr)
     located = locate_pairs(locator.segments, queries, database, pairs, progress=not args.no_progress)
     write_segments(args.output, located)
-    if args.example and args.method == "ausil":
-        from .localisation.locate import write_example
-
-        write_example(args.example, locator, located, queries, database)
+    if then is not None:
+        then(located, queries, database)
     for q, videos in located.items():
         for v, segs in videos.items():
             for s in segs:
@@ -711,28 +749,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = add(
-        "similarity",
-        cmd_similarity,
-        "score every query against a database with one method",
+    def scoring_args(p: argparse.ArgumentParser, features_help: str) -> None:
+        """The lists, output and stored-features options both scoring subcommands take."""
+        p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
+        p.add_argument("--database", required=True, help="database video list ('id path' per line)")
+        p.add_argument("--output", required=True, help="results JSON to write")
+        p.add_argument("--features-dir", default="features", help=features_help)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    scoring = (
         "Write the reference results JSON {query: {video: similarity}} for a list of queries against a "
         "list of database videos, plus OUTPUT.failures.tsv (videos that could not be used, and why) and "
         "OUTPUT.timing.json (time indexing and querying). Finished queries are kept in OUTPUT.partial, so "
-        "an interrupted run resumes.",
+        "an interrupted run resumes."
     )
-    p.add_argument(
-        "--method",
-        default="ausil",
-        choices=["ausil", "dejavu", "spectro-slides", "spectro-tiles"],
-        help="retrieval method (default: %(default)s); dejavu starts and stops its own PostgreSQL",
-    )
-    p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
-    p.add_argument("--database", required=True, help="database video list ('id path' per line)")
-    p.add_argument("--output", required=True, help="results JSON to write")
+    p = add("similarity", cmd_similarity, "score every query against a database with AuSiL", scoring)
+    scoring_args(p, "stored segment descriptors; missing ones are computed here")
     p.add_argument(
         "--model",
-        default=None,
-        help="method ausil: this project's model file, a TensorFlow checkpoint prefix (PREFIX.index and "
+        required=True,
+        help="this project's model file, a TensorFlow checkpoint prefix (PREFIX.index and "
         "PREFIX.data-00000-of-00001, read without TensorFlow), or `released` for the authors' "
         "checkpoint pinned in params.yaml (when its files are absent, the run is recorded as not "
         "available and the command succeeds)",
@@ -750,54 +786,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="override features.time_step_ms (must match the stored descriptors; Table IV sweep)",
     )
     p.add_argument(
-        "--features-dir",
-        default="features",
-        help="stored descriptors (ausil) or fingerprints (spectro); missing ones are computed here",
-    )
-    p.add_argument(
         "--backbone",
         default=None,
         choices=["main", "auto", "audioset", "trained", "random"],
         help="override backbone.source; main keeps params.yaml's choice (must match the model's features)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    p = add(
+        "baseline-similarity", cmd_baseline_similarity, "score every query against a database with a baseline", scoring
+    )
+    scoring_args(p, "spectro: stored fingerprints, missing ones are computed here (dejavu keeps its own index)")
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=list(BASELINES),
+        help="dejavu starts and stops its own PostgreSQL; spectro-slides and spectro-tiles run in process",
+    )
+
+    def locate_args(p: argparse.ArgumentParser, features_help: str) -> None:
+        """The lists, ranking and output options both localisation subcommands take."""
+        p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
+        p.add_argument("--database", required=True, help="database video list ('id path' per line)")
+        p.add_argument("--output", required=True, help="segments JSON to write")
+        p.add_argument("--top-k", type=int, default=None, help="videos per query (default: localisation.top_k)")
+        p.add_argument("--ranking", default=None, help="results JSON {query: {video: similarity}} that picks the top K")
+        p.add_argument("--features-dir", default="features/localisation", help=features_help)
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    locating = (
+        "For each query and each of its top-K videos (from --ranking; every database video without it), "
+        "write the aligned segments as JSON {query: {video: [{query_start, query_end, video_start, video_end, "
+        "score, speed}]}} (seconds; speed = query duration / video duration of the matched part)."
+    )
     p = add(
         "locate",
         cmd_locate,
-        "where the duplicate is: aligned segments of each query in its top-ranked videos",
-        "For each query and each of its top-K videos (from --ranking; every database video without it), "
-        "write the aligned segments as JSON {query: {video: [{query_start, query_end, video_start, video_end, "
-        "score, speed}]}} (seconds; speed = query duration / video duration of the matched part). AuSiL "
-        "finds them as diagonal bands of its segment similarity map at params localisation.time_step_ms "
-        "(docs/localisation.md).",
+        "where the duplicate is: aligned segments of each query in its top-ranked videos, by AuSiL",
+        f"{locating} AuSiL finds them as diagonal bands of its segment similarity map at params "
+        "localisation.time_step_ms (docs/localisation.md).",
     )
-    p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
-    p.add_argument("--database", required=True, help="database video list ('id path' per line)")
-    p.add_argument("--output", required=True, help="segments JSON to write")
-    p.add_argument(
-        "--method",
-        default="ausil",
-        choices=["ausil", "dejavu", "spectro-slides", "spectro-tiles"],
-        help="localisation method (default: %(default)s); dejavu and spectro: one segment per pair, at speed 1",
-    )
-    p.add_argument("--top-k", type=int, default=None, help="videos per query (default: localisation.top_k)")
-    p.add_argument("--ranking", default=None, help="results JSON {query: {video: similarity}} that picks the top K")
+    locate_args(p, "descriptors at the localisation step; missing ones are made here (default: %(default)s)")
     p.add_argument("--model", default=None, help="AuSiL model file (its PCA whitening); none: plain MAC descriptors")
-    p.add_argument(
-        "--features-dir",
-        default="features/localisation",
-        help="ausil: descriptors at the localisation step; spectro: fingerprints; missing ones are made here "
-        "(default: %(default)s); dejavu keeps its hashes in memory",
-    )
-    p.add_argument("--example", default=None, help="ausil: also write the best-scoring pair's similarity map (JSON)")
+    p.add_argument("--example", default=None, help="also write the best-scoring pair's similarity map (JSON)")
     p.add_argument(
         "--backbone",
         default=None,
         choices=["main", "auto", "audioset", "trained", "random"],
         help="override backbone.source; main keeps params.yaml's choice",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = add(
+        "baseline-locate",
+        cmd_baseline_locate,
+        "where the duplicate is, by a baseline: one segment per pair, at speed 1",
+        f"{locating} Dejavu: the aligned hashes of the best offset difference; Spectro: the best offset of "
+        "the vote histogram (docs/localisation.md).",
+    )
+    locate_args(
+        p, "spectro: fingerprints, missing ones are made here (default: %(default)s); dejavu keeps its hashes in memory"
+    )
+    p.add_argument("--method", required=True, choices=list(BASELINES), help="the baseline that locates")
 
     p = add(
         "locate-evaluate",

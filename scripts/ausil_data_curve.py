@@ -45,11 +45,17 @@ from torch import nn
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
 from ausil_lib.core.formats import atomic_write_json, read_annotations
-from ausil_lib.features.extraction import VideoFeatures, load_features
+from ausil_lib.features.join import stored_time_step_ms
 from ausil_lib.models import training
-from ausil_lib.models.ausil import DESCRIPTOR_DIM, AuSiL, SimilarityCNN, learn_pca
+from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, load_model
 from ausil_lib.models.backbone import load_backbone
-from ausil_lib.models.training import load_benchmark_features, pca_sample, train_ausil, validation_map
+from ausil_lib.models.training import (
+    descriptor_width,
+    load_benchmark_features,
+    pca_sample,
+    train_ausil,
+    validation_map,
+)
 
 CORPUS = Path("data/corpus")
 CROSS_CORPUS = Path("data/cross_corpus")
@@ -87,12 +93,10 @@ def initialise_cnn(cnn: SimilarityCNN, scheme: str) -> None:
             cnn.fconv.bias[0] = -1.0
 
 
-def initialised(scheme: str, dims: int = DESCRIPTOR_DIM) -> Callable[..., AuSiL]:
-    """A drop-in for the AuSiL class that `train_ausil` builds its model with, starting its CNN by `scheme`,
-    for descriptors `dims` wide (another backbone's, e.g. two side by side)."""
+def initialised(scheme: str) -> Callable[..., AuSiL]:
+    """A drop-in for the AuSiL class that `train_ausil` builds its model with, starting its CNN by `scheme`."""
 
     def build(*args: Any, **kwargs: Any) -> AuSiL:
-        kwargs.setdefault("dims", dims)
         model = AuSiL(*args, **kwargs)
         initialise_cnn(model.cnn, scheme)
         return model
@@ -131,36 +135,12 @@ def speed_map(model: AuSiL, params: Params, cross_features: Path) -> float:
     return round(validation_map(model.to(device).eval(), feats, CROSS_CORPUS / "val_speed", device), 5)
 
 
-def _first_file(features: Path) -> VideoFeatures:
-    first = next(iter(sorted(features.glob("*.npz"))), None)
-    if first is None:
-        raise SystemExit(f"{features}: no feature files")
-    return load_features(first)
-
-
-def time_step_ms(features: Path) -> int:
-    """The time step the descriptors in `features` were extracted at (their stored signature)."""
-    return int(_first_file(features).meta["signature"]["time_step_ms"])
-
-
-def descriptor_dims(features: Path) -> int:
-    """How wide the descriptors in `features` are (the AuSiL backbone's 2528, or another's)."""
-    return int(_first_file(features).descriptors.shape[1])
-
-
-def load_trained(path: Path, dims: int) -> AuSiL:
-    """A model this script trained, for descriptors `dims` wide."""
-    model = initialised("torch", dims)(variant="full")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-    return model.eval()
-
-
-def mac_w_reference(params: Params, features: Path, cross_features: Path, dims: int) -> dict[str, float]:
+def mac_w_reference(params: Params, features: Path, cross_features: Path) -> dict[str, float]:
     """MAC + W mAP on the selection sets (and the cross-corpus val_speed): the similarity without any
     network, PCA as the training learns it."""
     cfg = params.training
     train = load_benchmark_features(features, CORPUS / "train")
-    model = AuSiL(dims=dims, variant="mac_w")
+    model = AuSiL(dims=descriptor_width(train, features), variant="mac_w")
     model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps)))
     device = resolve_device(params.device)
     model.to(device).eval()
@@ -196,7 +176,10 @@ def main() -> None:
     features, cross_features = FEATURES, CROSS_FEATURES
     if args.features:
         features, cross_features = args.features / "main", args.features / "cross"
-    step, dims = time_step_ms(features), descriptor_dims(features)
+    try:
+        step = stored_time_step_ms(features)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     changes = overrides | ({"cnn_init": args.cnn_init} if args.cnn_init != "torch" else {})
     if step != params.features.time_step_ms:
         changes["time_step_ms"] = step
@@ -209,13 +192,13 @@ def main() -> None:
     _, info = load_backbone(params)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    reference = mac_w_reference(params, features, cross_features, dims)
+    reference = mac_w_reference(params, features, cross_features)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     out_path = Path(args.output)
     for k in sorted({int(s) for s in args.queries.split(",") if s}):
         name = f"q{k}" if not changes else f"q{k} {recipe}"
         corpus, positives = subset_corpus(work, k)
-        with mock.patch.object(training, "AuSiL", initialised(args.cnn_init, dims)):
+        with mock.patch.object(training, "AuSiL", initialised(args.cnn_init)):
             meta = train_ausil(
                 params,
                 features,
@@ -236,7 +219,7 @@ def main() -> None:
             "best_step": meta["best_step"],
             "val_map": meta["val_map"],
             "cross_val_map": meta["cross_val_map"],
-            "cross_val_speed_map": speed_map(load_trained(work / f"ausil_{name}.pt", dims), params, cross_features),
+            "cross_val_speed_map": speed_map(load_model(work / f"ausil_{name}.pt")[0], params, cross_features),
             **reference,
             "train_seconds": meta["seconds"],
             "backbone": info.label,

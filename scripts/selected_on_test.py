@@ -28,38 +28,25 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 
 # isort: split
-import torch
-
 from ausil_lib.core.config import load_params
 from ausil_lib.core.formats import atomic_write_json, read_annotations, read_ids, write_results
 from ausil_lib.core.labels import DA, JUNK
-from ausil_lib.models.ausil import AuSiL
+from ausil_lib.features.join import join_descriptors, stored_time_step_ms
+from ausil_lib.models.ausil import load_model
 from ausil_lib.models.training import load_benchmark_features
 from ausil_lib.report.breakdowns import hard_case_summary
 from ausil_lib.retrieval.evaluation import evaluate
 from ausil_lib.retrieval.runner import ausil_scores
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from side_by_side_probe import join, time_step_ms  # noqa: E402
-
 SETS = ("test", "test_speed")
 VARIANTS = ("mac", "mac_w", "full")
 PIPELINE = (Path("features/main"), Path("models/ausil_main.pt"))  # checked against metrics/ausil-<variant>-main
-
-
-def load(model_path: Path, variant: str) -> AuSiL:
-    """A model file of this project (pipeline or script), for descriptors as wide as its PCA says."""
-    state = torch.load(model_path, map_location="cpu", weights_only=True)["state_dict"]
-    model = AuSiL(dims=int(state["pca_mean"].shape[-1]), variant=variant)
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def descriptors(features: Path, beside: Path | None, bench: Path) -> dict[str, Any]:
@@ -68,17 +55,23 @@ def descriptors(features: Path, beside: Path | None, bench: Path) -> dict[str, A
     if beside is None:
         return feats
     # files without a stored signature were cut at params.yaml's step, as side_by_side_probe assumes
-    second, step = load_benchmark_features(beside, bench), time_step_ms(features, load_params().features.time_step_ms)
+    second, step = (
+        load_benchmark_features(beside, bench),
+        stored_time_step_ms(features, load_params().features.time_step_ms),
+    )
     missing = sorted(set(feats) - set(second))
     if missing:
         raise SystemExit(f"{beside}: no descriptors for {len(missing)} videos of {bench}, e.g. {missing[0]}")
-    return {v: join(d, second[v], v, step) for v, d in feats.items()}
+    try:
+        return {v: join_descriptors(d, second[v], v, step) for v, d in feats.items()}
+    except ValueError as exc:
+        raise SystemExit(f"{beside}: {exc}") from None
 
 
 def score_row(name: str, features: Path, model_path: Path, work: Path, beside: Path | None = None) -> dict[str, Any]:
     """Per set and variant: mAP, its interval and the per-query AP; results files under `work` for the
     hard-case split."""
-    models = {variant: load(model_path, variant) for variant in VARIANTS}  # read once, not per set
+    models = {variant: load_model(model_path, variant)[0] for variant in VARIANTS}  # read once, not per set
     out: dict[str, Any] = {}
     for set_name in SETS:
         bench = Path("data/corpus", set_name)

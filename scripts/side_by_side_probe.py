@@ -15,17 +15,15 @@ AuSiL's network on. The row goes into reports/ablations/backbone_probe.json.
         --first .cache/backbone_probe/step1000ms/features_step0 --second .cache/pretrained_probe/features_MSD_vgg
     python scripts/ausil_data_curve.py --queries 38 --features .cache/side_by_side_probe/trained+musicnn-MSD_vgg
 
-Both directories hold `main/` and `cross/` as the probes write them. The two extractors cut the same
-windows but pad a video's end each its own way (the pipeline's released padding adds up to about 3 s), so
-their segment counts may differ by that much: the joined descriptor keeps the leading segments both have,
-and a larger difference is refused by name.
+Both directories hold `main/` and `cross/` as the probes write them. The join (ausil_lib/features/join.py)
+keeps the leading segments both backbones have and refuses, by video, a larger difference in segment count
+than the two extractors' end padding explains.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import time
@@ -34,35 +32,17 @@ from pathlib import Path
 import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 
 # isort: split
-import numpy as np
 from tqdm import tqdm
 
 from ausil_lib.core.config import load_params
 from ausil_lib.core.formats import atomic_write_json
 from ausil_lib.features.extraction import feature_path, load_features, save_features
+from ausil_lib.features.join import join_descriptors, stored_time_step_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone_probe import score  # noqa: E402
 
 SUBDIRS = ("main", "cross")
-# the released segment padding (params features.segment_padding) appends up to 176 + 87 spectrogram
-# rows, about 3.05 s, after a video: that many seconds of trailing windows one extractor may have more
-MAX_PADDING_S = 3.05
-
-
-def join(first: np.ndarray, second: np.ndarray, video: str, step_ms: int) -> np.ndarray:
-    """The segments both descriptors cover, each half L2-normalised."""
-    if abs(len(first) - len(second)) > math.ceil(MAX_PADDING_S * 1000 / step_ms):
-        raise SystemExit(f"{video}: {len(first)} segments in the first backbone's file, {len(second)} in the second's")
-    n = min(len(first), len(second))
-    halves = [d[:n] / np.maximum(np.linalg.norm(d[:n], axis=1, keepdims=True), 1e-12) for d in (first, second)]
-    return np.concatenate(halves, axis=1).astype(np.float32)
-
-
-def time_step_ms(features: Path, default: int) -> int:
-    """The step the first backbone's files record (the pipeline's extractor does; musicnn's probe does not)."""
-    first = next(iter(sorted(features.glob("*.npz"))), None)
-    return int(load_features(first).meta.get("signature", {}).get("time_step_ms", default)) if first else default
 
 
 def join_dirs(first: Path, second: Path, out: Path, step_ms: int) -> int:
@@ -75,7 +55,8 @@ def join_dirs(first: Path, second: Path, out: Path, step_ms: int) -> int:
             continue
         a, b = load_features(first / name), load_features(second / name)
         meta = {"video_id": a.video_id, "joined": [str(first), str(second)], "signature": {"time_step_ms": step_ms}}
-        save_features(feature_path(out, a.video_id), join(a.descriptors, b.descriptors, a.video_id, step_ms), meta)
+        joined = join_descriptors(a.descriptors, b.descriptors, a.video_id, step_ms)
+        save_features(feature_path(out, a.video_id), joined, meta)
     return len(both)
 
 
@@ -90,7 +71,7 @@ def main() -> None:
 
     params = load_params()
     feat_dir = Path(args.work) / args.name
-    step = time_step_ms(args.first / "main", params.features.time_step_ms)
+    step = stored_time_step_ms(args.first / "main", params.features.time_step_ms)
     start = time.perf_counter()
     for sub in SUBDIRS:
         join_dirs(args.first / sub, args.second / sub, feat_dir / sub, step)

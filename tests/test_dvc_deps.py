@@ -28,8 +28,8 @@ def test_stage_deps_cover_the_code_it_imports(name: str) -> None:
 
 def test_the_closure_follows_lazy_imports() -> None:
     """The analysis itself: `similarity` reaches the TF reader only through a function-level import."""
-    assert "ausil_lib/models/tf_checkpoint.py" in stage_code("ausil similarity --method ausil")
-    assert "ausil_lib/baselines/spectro.py" in stage_code("ausil similarity --method spectro-slides")
+    assert "ausil_lib/models/tf_checkpoint.py" in stage_code("ausil similarity --model m.pt")
+    assert "ausil_lib/baselines/spectro.py" in stage_code("ausil baseline-similarity --method spectro-slides")
     evaluate = stage_code("ausil evaluate --results r.json")
     assert "ausil_lib/report/tables.py" not in evaluate
     # a module's packages run their __init__.py when it is imported
@@ -39,10 +39,22 @@ def test_the_closure_follows_lazy_imports() -> None:
 
 def test_ausils_own_stages_do_not_depend_on_the_baselines() -> None:
     """An edit of Dejavu or the Spectro methods re-runs their stages, not AuSiL's extraction and training."""
-    for name in ("features", "cross_features", "train", "train_backbone", "benchmark_speed", "report"):
+    for name in (
+        "features",
+        "cross_features",
+        "train",
+        "train_backbone",
+        "benchmark_speed",
+        "report",
+        "ausil",
+        "locate",
+    ):
         body = _body(STAGES[name])
         assert not [d for d in stage_code(body["cmd"]) if d.startswith("ausil_lib/baselines/")], name
     assert "ausil_lib/baselines/dejavu.py" in stage_code(_body(STAGES["dejavu"])["cmd"])
+    assert "ausil_lib/baselines/spectro.py" in stage_code(_body(STAGES["spectro"])["cmd"])
+    assert "ausil_lib/baselines/spectro.py" in stage_code(_body(STAGES["locate_spectro"])["cmd"])
+    assert "ausil_lib/models/ausil.py" not in stage_code(_body(STAGES["locate_dejavu"])["cmd"])
 
 
 def test_every_params_reading_stage_lists_params() -> None:

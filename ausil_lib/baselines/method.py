@@ -12,9 +12,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ..core.config import Params
+from ..core.labels import BASELINES
 from ..retrieval.method import Method
-
-BASELINES = ("dejavu", "spectro-slides", "spectro-tiles")
 
 
 @contextmanager

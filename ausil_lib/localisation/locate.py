@@ -10,13 +10,11 @@ segments coarse, and localisation needs the segment step.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..core.config import LocalisationConfig
 from ..core.formats import atomic_write_json
@@ -80,36 +78,6 @@ class AusilLocator:
 
     def segments(self, qid: str, qpath: str, vid: str, vpath: str) -> list[Segment]:
         return self.locate(qid, qpath, vid, vpath)[0]
-
-
-def top_k_pairs(
-    ranking: Mapping[str, Mapping[str, float]] | None, queries: Iterable[str], database: Iterable[str], k: int
-) -> dict[str, list[str]]:
-    """The videos each query is located in: its k best-ranked (every video without a ranking)."""
-    db = list(database)
-    if ranking is None:
-        return {q: [v for v in db if v != q] for q in queries}
-    allowed = set(db)
-    out = {}
-    for q in queries:
-        scores = {v: s for v, s in ranking.get(q, {}).items() if v in allowed and v != q}
-        out[q] = sorted(scores, key=lambda v: (-scores[v], v))[:k]
-    return out
-
-
-def locate_pairs(
-    segments: Callable[[str, str, str, str], list[Segment]],
-    queries: Mapping[str, str],
-    database: Mapping[str, str],
-    pairs: Mapping[str, list[str]],
-    progress: bool = True,
-) -> Located:
-    """{query: {video: segments}} for every listed pair (pairs with no match get an empty list);
-    `segments(query id, path, video id, path)` is a method's locator."""
-    out: Located = {}
-    for qid in tqdm(list(pairs), desc="locate", unit="query", disable=not progress, file=sys.stderr):
-        out[qid] = {vid: segments(qid, queries[qid], vid, database[vid]) for vid in pairs[qid]}
-    return out
 
 
 def write_example(

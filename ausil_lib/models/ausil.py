@@ -187,8 +187,12 @@ def load_model(path: str | os.PathLike[str], variant: str = "full") -> tuple[AuS
     blob = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(blob, Mapping) or "state_dict" not in blob:
         raise ValueError(f"{path}: not an AuSiL model saved by ausil (expected keys state_dict, meta)")
-    model = AuSiL(variant=variant)
-    model.load_state_dict(blob["state_dict"])
+    state = blob["state_dict"]
+    if "pca_mean" not in state:
+        raise ValueError(f"{path}: not an AuSiL model saved by ausil (its state_dict has no pca_mean)")
+    # as wide as the descriptors it was trained on (its PCA's): another backbone's, or two side by side
+    model = AuSiL(dims=int(state["pca_mean"].shape[-1]), variant=variant)
+    model.load_state_dict(state)
     return model.eval(), dict(blob.get("meta", {}))
 
 

@@ -38,6 +38,15 @@ def load_benchmark_features(features_dir: Path, bench_dir: Path) -> dict[str, np
     return {vid: source.get(vid) for vid in read_ids(bench_dir / "dataset_ids.txt") if vid in source}
 
 
+def descriptor_width(features: Mapping[str, np.ndarray], source: Path) -> int:
+    """How wide the descriptors are (this project's backbone: 2528; another's, or two side by side, differ),
+    so that the model is built for them; mixed widths are refused by directory."""
+    widths = sorted({int(d.shape[1]) for d in features.values()})
+    if len(widths) != 1:
+        raise ValueError(f"{source}: expected descriptors of one width, found {widths or 'no descriptors'}")
+    return widths[0]
+
+
 def global_vectors(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Average of the L2-normalised segment descriptors, L2-normalised: the paper's global audio vector."""
     out = {}
@@ -162,7 +171,7 @@ def train_ausil(
     features_dir, corpus_dir = Path(features_dir), Path(corpus_dir)
     train = load_benchmark_features(features_dir, corpus_dir / "train")
     val = load_benchmark_features(features_dir, corpus_dir / "val")
-    model = AuSiL(variant="full")
+    model = AuSiL(dims=descriptor_width(train, features_dir), variant="full")
     model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, seed), float(cfg.pca_eps)))
     model.to(device)
     train_ann = read_annotations(corpus_dir / "train" / "annotation.json")

@@ -95,14 +95,14 @@ def test_two_copies_the_larger_is_found(locator: DejavuLocator, make_media) -> N
 
 
 def test_locate_cli_dejavu(tmp_path: Path, make_media) -> None:
-    """`ausil locate --method dejavu` with params.yaml's dejavu section: the piece, and nothing elsewhere."""
+    """`ausil baseline-locate --method dejavu` with params.yaml's dejavu section: the piece, and nothing elsewhere."""
     query = chords(20.0, seed=1)
     plain = np.concatenate([chords(10.0, seed=2), query[5 * SR : 13 * SR], chords(12.0, seed=3)])
     write_video_list(tmp_path / "q.txt", {"q": str(make_media("q.wav", query))})
     media = {"plain": make_media("plain.wav", plain), "other": make_media("other.wav", chords(30.0, seed=4))}
     write_video_list(tmp_path / "db.txt", {k: str(p) for k, p in media.items()})
     out = tmp_path / "segments.json"
-    argv = ["locate", "--method", "dejavu", "--queries", str(tmp_path / "q.txt"), "--database"]
+    argv = ["baseline-locate", "--method", "dejavu", "--queries", str(tmp_path / "q.txt"), "--database"]
     assert main([*argv, str(tmp_path / "db.txt"), "--output", str(out), "--no-progress"]) == 0
     located = read_segments(out)["q"]
     assert located["other"] == []

@@ -149,3 +149,9 @@ def test_tensorflow_converter_refuses_wrong_checkpoints() -> None:
     variables["PCA/mean_sift"] = np.zeros(100, np.float32)
     with pytest.raises(ValueError, match="does not fit"):
         from_tf_variables(variables)
+
+
+def test_a_file_without_whitening_is_refused_by_name(tmp_path) -> None:
+    torch.save({"state_dict": {"context": torch.zeros(4)}, "meta": {}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="odd.pt: not an AuSiL model .* no pca_mean"):
+        load_model(tmp_path / "odd.pt")

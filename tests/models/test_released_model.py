@@ -127,8 +127,6 @@ def _similarity(root: Path, *extra: str) -> int:
             "--params",
             str(root / "params.yaml"),
             "similarity",
-            "--method",
-            "ausil",
             "--model",
             str(root / "ckpt" / "model"),
             "--features-dir",

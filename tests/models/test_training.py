@@ -195,8 +195,9 @@ def test_similarity_runner_writes_results_and_resumes(extractor: Extractor, tmp_
     assert not out.with_name("sims.json.partial").exists()
 
 
-def _tiny_training_setup(tmp_path: Path) -> tuple[Params, Path, Path]:
-    """Six random 'videos' with noisy copies, as feature files plus train/val annotations."""
+def _tiny_training_setup(tmp_path: Path, width: int = 2528) -> tuple[Params, Path, Path]:
+    """Six random 'videos' with noisy copies, `width`-dim descriptors, as feature files plus train/val
+    annotations."""
     from ausil_lib.core.formats import write_annotations, write_ids
     from ausil_lib.features.extraction import feature_path, save_features
 
@@ -205,7 +206,7 @@ def _tiny_training_setup(tmp_path: Path) -> tuple[Params, Path, Path]:
     for split in ("train", "val"):
         ids = []
         for k in range(3):
-            base = rng.random((12, 2528)).astype(np.float32)
+            base = rng.random((12, width)).astype(np.float32)
             for vid, desc in ((f"{split}{k}", base), (f"{split}{k}c", noisy_copy(base, 0.05, k))):
                 save_features(feature_path(feats, vid), desc, {"video_id": vid})
                 ids.append(vid)
@@ -258,6 +259,25 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+def test_the_model_is_as_wide_as_its_descriptors_and_is_read_back_so(tmp_path: Path) -> None:
+    """Another backbone's descriptors (or two side by side) are not 2528 wide: the model follows them."""
+    from ausil_lib.features.extraction import feature_path, save_features
+    from ausil_lib.models import training
+    from ausil_lib.models.ausil import load_model
+
+    params, feats, corpus = _tiny_training_setup(tmp_path, width=96)
+    training.train_ausil(params, feats, corpus, tmp_path / "m.pt", tmp_path / "m.json", "test", progress=False)
+    model, _ = load_model(tmp_path / "m.pt", variant="full")
+    assert model.pca_weights.shape == (96, 96) and model.context.shape == (96,)
+    rng = np.random.default_rng(1)
+    q, c = (torch.from_numpy(rng.random((n, 96)).astype(np.float32)) for n in (11, 14))
+    with torch.no_grad():
+        assert -1.0 <= float(model(q, c)) <= 1.0
+    save_features(feature_path(feats, "train0"), np.ones((12, 95), np.float32), {"video_id": "train0"})
+    with pytest.raises(ValueError, match=rf"{feats}: expected descriptors of one width, found \[95, 96\]"):
+        training.train_ausil(params, feats, corpus, tmp_path / "n.pt", tmp_path / "n.json", "test", progress=False)
 
 
 @pytest.mark.parametrize("weight", [0.5, 1.0])

@@ -266,7 +266,7 @@ def test_real_dataset_stages_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
         }
     val = vcdb / "val"
     run(
-        "ausil", "locate", "--method", "spectro-slides", "--queries", str(val / "queries.txt"),
+        "ausil", "baseline-locate", "--method", "spectro-slides", "--queries", str(val / "queries.txt"),
         "--database", str(val / "database.txt"), "--features-dir", ".cache/locate", "--output", "located.json",
         "--no-progress",
     )  # fmt: skip

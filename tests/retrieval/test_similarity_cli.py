@@ -35,7 +35,7 @@ def test_baselines_rank_the_source_first(method: str, lists, tmp_path: Path) -> 
     assert (
         main(
             [
-                "similarity",
+                "baseline-similarity",
                 "--method",
                 method,
                 "--queries",

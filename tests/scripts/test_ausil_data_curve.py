@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ausil_lib.features.extraction import save_features
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN
 
 from . import load_script
@@ -57,25 +54,3 @@ def test_the_training_builds_its_model_with_the_chosen_start() -> None:
     assert isinstance(model, AuSiL)
     head = model.cnn.fconv
     assert float(head.bias.detach()) == -1.0 and float(head.weight[0, 1:].detach().abs().sum()) == 0.0
-
-
-@pytest.mark.parametrize("step_ms", [250, 1000])
-def test_time_step_and_width_are_read_from_the_stored_file(tmp_path: Path, step_ms: int) -> None:
-    """A probe's descriptors say what step they were cut at, so the row cannot name the wrong one."""
-    save_features(tmp_path / "a.npz", np.zeros((3, 4)), {"video_id": "a", "signature": {"time_step_ms": step_ms}})
-    assert _script().time_step_ms(tmp_path) == step_ms
-    assert _script().descriptor_dims(tmp_path) == 4
-
-
-def test_a_model_for_wider_descriptors_is_built_and_read_back(tmp_path: Path) -> None:
-    script = _script()
-    model = script.initialised("identity", 7)(variant="full")
-    assert model.pca_mean.shape == (7,) and model.context.shape == (7,)
-    torch.save({"state_dict": model.state_dict(), "meta": {}}, tmp_path / "m.pt")
-    back = script.load_trained(tmp_path / "m.pt", 7)
-    assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
-
-
-def test_an_empty_features_dir_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match=str(tmp_path)):
-        _script().time_step_ms(tmp_path)

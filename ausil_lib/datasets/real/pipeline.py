@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ...audio.decode import AudioError, encode, load_audio
 from ...core.config import ArchiveEntry, AudioConfig, DatasetConfig, Params
 from ...core.formats import atomic_path, atomic_write_json, read_ids, read_video_list, write_ids, write_video_list
-from ...core.labels import DA, speed_copy_id
+from ...core.labels import BASELINES, DA, speed_copy_id
 from . import loaders as ds
 from .settings import StageError, dataset_config, dataset_dir
 
@@ -463,7 +463,7 @@ def stage_evaluate(
 
     AuSiL scores all queries against the stored collection in one pass (GPU-batched); the baselines
     go through the same runner as on the embedded corpus, one query at a time."""
-    from ...baselines.method import BASELINES, baseline_method
+    from ...baselines.method import baseline_method
     from ...retrieval.evaluation import evaluate_files
     from ...retrieval.runner import run_similarity
 

@@ -1,12 +1,11 @@
-"""scripts/pretrained_probe.py: musicnn's VGG read from a TensorFlow checkpoint must compute what the
-TensorFlow graph computes (NHWC, HWIO kernels, conv -> ReLU -> BatchNorm, valid max pooling), its wheel
-is refused unless its SHA-256 matches, and segments follow AuSiL's window and step."""
+"""models/musicnn.py: musicnn's VGG read from a TensorFlow checkpoint must compute what the TensorFlow
+graph computes (NHWC, HWIO kernels, conv -> ReLU -> BatchNorm, valid max pooling), its wheel is refused
+unless its SHA-256 matches, and segments follow AuSiL's window and step."""
 
 from __future__ import annotations
 
 import hashlib
 import zipfile
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +13,14 @@ import pytest
 import torch
 
 from ausil_lib.core.download import DownloadError
+from ausil_lib.models import musicnn
 from ausil_lib.models.tf_checkpoint import TFCheckpoint
 
 from ..tf_bundle_writer import write_bundle
-from . import load_script
 
 CHANNELS = 4  # the real network has 128; the graph is the same
 # musicnn's models.vgg: max_pooling2d after blocks 1-4 as (pool_size, strides), time x frequency
 TF_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)))
-
-
-_probe = partial(load_script, "pretrained_probe")
 
 
 def _tensors(rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -84,10 +80,9 @@ def _reference_mac(logmel: np.ndarray, t: dict[str, np.ndarray], pools) -> np.nd
 
 
 def test_network_matches_the_tensorflow_graph(tmp_path: Path) -> None:
-    probe = _probe()
     tensors = _tensors(np.random.default_rng(0))
     write_bundle(tmp_path / "model", tensors)
-    net = probe.MusicnnVGG(TFCheckpoint(tmp_path / "model"))
+    net = musicnn.MusicnnVGG(TFCheckpoint(tmp_path / "model"))
     logmel = np.random.default_rng(1).uniform(0, 3, (2, 126, 96)).astype(np.float32)
     got = net(torch.from_numpy(logmel).unsqueeze(1)).numpy()
     assert got.shape == (2, 5 * CHANNELS)
@@ -96,20 +91,18 @@ def test_network_matches_the_tensorflow_graph(tmp_path: Path) -> None:
 
 def test_a_kernel_read_transposed_would_be_caught(tmp_path: Path) -> None:
     """The test above can fail: swapping the kernel's two spatial axes changes the descriptors."""
-    probe = _probe()
     tensors = _tensors(np.random.default_rng(0))
     write_bundle(tmp_path / "model", tensors)
     swapped = dict(tensors, **{"1CNN/kernel": tensors["1CNN/kernel"].transpose(1, 0, 2, 3).copy()})
     logmel = np.random.default_rng(1).uniform(0, 3, (1, 126, 96)).astype(np.float32)
-    got = probe.MusicnnVGG(TFCheckpoint(tmp_path / "model"))(torch.from_numpy(logmel).unsqueeze(1)).numpy()
+    got = musicnn.MusicnnVGG(TFCheckpoint(tmp_path / "model"))(torch.from_numpy(logmel).unsqueeze(1)).numpy()
     assert np.abs(got - _reference_mac(logmel, swapped, TF_POOLS)).max() > 1e-3
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [(0.5, 1), (2.0, 1), (2.5, 2), (4.0, 3)])
 def test_segments_follow_the_window_and_step(seconds: float, expected: int) -> None:
-    probe = _probe()
-    segments = probe.Segments(window_s=2.0, step_s=1.0)(np.zeros(round(seconds * probe.SAMPLE_RATE), np.float32))
-    assert segments.shape == (expected, 1, 2 * probe.SAMPLE_RATE // 256 + 1, 96)  # centred frames
+    segments = musicnn.Segments(window_s=2.0, step_s=1.0)(np.zeros(round(seconds * musicnn.SAMPLE_RATE), np.float32))
+    assert segments.shape == (expected, 1, 2 * musicnn.SAMPLE_RATE // 256 + 1, 96)  # centred frames
     assert torch.all(segments == 0)  # log10(1 + 0) of silence
 
 
@@ -121,16 +114,34 @@ def _wheel(path: Path) -> str:
 
 
 def test_wheel_is_verified_before_its_checkpoint_is_unpacked(tmp_path: Path, monkeypatch) -> None:
-    probe = _probe()
     wheel = tmp_path / "served.whl"
     digest = _wheel(wheel)
     cache = tmp_path / "cache"
-    monkeypatch.setattr(probe, "WHEEL", {"url": wheel.as_uri(), "sha256": "0" * 64})
+    monkeypatch.setattr(musicnn, "WHEEL", {"url": wheel.as_uri(), "sha256": "0" * 64})
     with pytest.raises(DownloadError, match="does not match"):
-        probe.checkpoint("MSD_vgg", cache)
+        musicnn.checkpoint("MSD_vgg", cache)
     assert not (cache / "MSD_vgg").exists()
-    monkeypatch.setattr(probe, "WHEEL", {"url": wheel.as_uri(), "sha256": digest})
-    monkeypatch.setattr(probe, "TFCheckpoint", lambda prefix: Path(prefix))  # the bytes are no real bundle
-    prefix = probe.checkpoint("MSD_vgg", cache)
+    monkeypatch.setattr(musicnn, "WHEEL", {"url": wheel.as_uri(), "sha256": digest})
+    monkeypatch.setattr(musicnn, "TFCheckpoint", lambda prefix: Path(prefix))  # the bytes are no real bundle
+    prefix = musicnn.checkpoint("MSD_vgg", cache)
     assert Path(f"{prefix}.index").read_bytes() == b"index bytes"
     assert Path(f"{prefix}.data-00000-of-00001").read_bytes() == b"data bytes"
+
+
+def test_an_unknown_model_is_refused_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="MSD_vgg"):
+        musicnn.checkpoint("MSD_musicnn_big", tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_clip_is_described_segment_by_segment_whatever_the_batch(tmp_path: Path) -> None:
+    """`describe` batches segments through the network only for speed: each row is its own segment's."""
+    write_bundle(tmp_path / "model", _tensors(np.random.default_rng(0)))
+    net = musicnn.MusicnnVGG(TFCheckpoint(tmp_path / "model"))
+    segments = musicnn.Segments(window_s=1.0, step_s=0.5)
+    audio = np.random.default_rng(2).normal(0, 0.1, round(3.2 * musicnn.SAMPLE_RATE)).astype(np.float32)
+    whole = musicnn.describe(net, segments, audio)
+    assert whole.shape == (6, 5 * CHANNELS)
+    np.testing.assert_allclose(musicnn.describe(net, segments, audio, batch=4), whole, atol=1e-5)
+    alone = net(segments(audio[musicnn.SAMPLE_RATE : 2 * musicnn.SAMPLE_RATE])).numpy()  # the third window
+    np.testing.assert_allclose(alone[0], whole[2], atol=1e-5)
