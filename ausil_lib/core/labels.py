@@ -15,7 +15,7 @@ RELEASED_RUN = "ausil-released"
 RELEASED_LABEL = "AuSiL, authors' released model (AudioSet backbone, VCDB-trained)"
 NOT_AVAILABLE = "not available: run `ausil fetch-weights`"
 
-# the baselines' method names (`ausil baseline-similarity --method`, `ausil locate --method`, datasets.methods)
+# the baselines' method names (`ausil baseline-similarity --method`, `ausil baseline-locate --method`, datasets.methods)
 BASELINES = ("dejavu", "spectro-slides", "spectro-tiles")
 
 _SPEED_MARK = "_x"
