@@ -749,12 +749,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    def scoring_args(p: argparse.ArgumentParser, features_help: str) -> None:
-        """The lists, output and stored-features options both scoring subcommands take."""
+    def list_args(p: argparse.ArgumentParser, output: str, features_dir: str, features_help: str) -> None:
+        """The lists, output and stored-features options of the scoring and localisation subcommands."""
         p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
         p.add_argument("--database", required=True, help="database video list ('id path' per line)")
-        p.add_argument("--output", required=True, help="results JSON to write")
-        p.add_argument("--features-dir", default="features", help=features_help)
+        p.add_argument("--output", required=True, help=output)
+        p.add_argument("--features-dir", default=features_dir, help=features_help)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     scoring = (
@@ -764,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
         "an interrupted run resumes."
     )
     p = add("similarity", cmd_similarity, "score every query against a database with AuSiL", scoring)
-    scoring_args(p, "stored segment descriptors; missing ones are computed here")
+    list_args(p, "results JSON to write", "features", "stored segment descriptors; missing ones are computed here")
     p.add_argument(
         "--model",
         required=True,
@@ -795,7 +795,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "baseline-similarity", cmd_baseline_similarity, "score every query against a database with a baseline", scoring
     )
-    scoring_args(p, "spectro: stored fingerprints, missing ones are computed here (dejavu keeps its own index)")
+    list_args(
+        p,
+        "results JSON to write",
+        "features",
+        "spectro: stored fingerprints, missing ones are computed here (dejavu keeps its own index)",
+    )
     p.add_argument(
         "--method",
         required=True,
@@ -804,14 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     def locate_args(p: argparse.ArgumentParser, features_help: str) -> None:
-        """The lists, ranking and output options both localisation subcommands take."""
-        p.add_argument("--queries", required=True, help="query video list ('id path' per line)")
-        p.add_argument("--database", required=True, help="database video list ('id path' per line)")
-        p.add_argument("--output", required=True, help="segments JSON to write")
+        """The options both localisation subcommands take: the lists, and the ranking that picks the pairs."""
+        list_args(p, "segments JSON to write", "features/localisation", features_help)
         p.add_argument("--top-k", type=int, default=None, help="videos per query (default: localisation.top_k)")
         p.add_argument("--ranking", default=None, help="results JSON {query: {video: similarity}} that picks the top K")
-        p.add_argument("--features-dir", default="features/localisation", help=features_help)
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     locating = (
         "For each query and each of its top-K videos (from --ranking; every database video without it), "
