@@ -379,12 +379,12 @@ def cmd_locate(args: argparse.Namespace) -> int:
     extractor = Extractor.from_params(params, cfg.time_step_ms)
     locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
     what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
-    if not args.example:
-        return _locate(args, params, "ausil", lambda files: locator, what)
-    from .localisation.locate import write_example
-
     def example(located: Any, queries: dict[str, str], database: dict[str, str]) -> None:
-        write_example(args.example, locator, located, queries, database)
+        """The best-scoring pair's similarity map, when --example names a file for it."""
+        if args.example:
+            from .localisation.locate import write_example
+
+            write_example(args.example, locator, located, queries, database)
 
     return _locate(args, params, "ausil", lambda files: locator, what, then=example)
 
