@@ -379,6 +379,7 @@ def cmd_locate(args: argparse.Namespace) -> int:
     extractor = Extractor.from_params(params, cfg.time_step_ms)
     locator = AusilLocator(model, extractor, args.features_dir, cfg, resolve_device(params.device))
     what = f"backbone: {extractor.backbone.label}; model: {args.model or 'none (MAC descriptors, no whitening)'}"
+
     def example(located: Any, queries: dict[str, str], database: dict[str, str]) -> None:
         """The best-scoring pair's similarity map, when --example names a file for it."""
         if args.example:
