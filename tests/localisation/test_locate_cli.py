@@ -5,6 +5,7 @@ gives two separate matches. About 15 s of extraction on an idle machine, minutes
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,12 @@ def test_locate_finds_the_piece_and_its_speed_copy(tmp_path: Path, params_file: 
     out = tmp_path / "segments.json"
     argv = ["--params", str(params_file), "locate", "--queries", str(tmp_path / "q.txt")]
     argv += ["--database", str(tmp_path / "db.txt"), "--output", str(out), "--features-dir", str(tmp_path / "f")]
-    assert main([*argv, "--no-progress"]) == 0
+    example = tmp_path / "example.json"
+    assert main([*argv, "--example", str(example), "--no-progress"]) == 0
     assert "UNTRAINED" in capsys.readouterr().err
     located = read_segments(out)["q"]
+    best = max((s.score, v) for v, segs in located.items() for s in segs)[1]
+    assert json.loads(example.read_text())["video"] == best  # the map of the best-scoring pair
     expected = {"plain": (AT + piece.size / SR, 1.0), "sped": (AT + fast.size / SR, 1.5)}
     for video, (video_end, speed) in expected.items():
         best = located[video][0]
