@@ -17,6 +17,11 @@ missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# Optional: qemu-user runs the cross-CPU tests (the corpus's bytes on emulated CPUs); they skip without it.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+  && ! dpkg-query -W -f='${Status}' qemu-user 2>/dev/null | grep -q "install ok installed"; then
+  missing+=(qemu-user)
+fi
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing Debian packages: ${missing[*]}"

@@ -33,21 +33,36 @@ class AudioError(RuntimeError):
 
 @cache
 def find_ffmpeg(explicit: str | None = None) -> str:
-    """Path of the ffmpeg binary: the configured one, else PATH, else the imageio-ffmpeg wheel's."""
+    """Path of the ffmpeg binary: the configured one, else the pinned imageio-ffmpeg wheel's, else PATH's.
+
+    The wheel's binary comes before PATH's so that a machine with a system ffmpeg decodes and encodes
+    with the same pinned build as every other machine: another build gives other bytes.
+    """
     if explicit:
         if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
             raise FileNotFoundError(
                 f"ffmpeg binary {explicit!r} (audio.ffmpeg in params.yaml) is not an executable file"
             )
         return explicit
-    on_path = shutil.which("ffmpeg")
-    if on_path:
-        return on_path
     try:
         import imageio_ffmpeg
-    except ImportError as exc:  # pragma: no cover - the wheel is a pinned requirement
-        raise FileNotFoundError("no ffmpeg on PATH and the imageio-ffmpeg wheel is not installed") from exc
+    except ImportError:  # pragma: no cover - the wheel is a pinned requirement
+        on_path = shutil.which("ffmpeg")
+        if on_path:
+            return on_path
+        raise FileNotFoundError("the imageio-ffmpeg wheel is not installed and there is no ffmpeg on PATH") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@cache
+def ffmpeg_build(ffmpeg: str | None = None) -> str:
+    """The first line of `ffmpeg -version`: which build made a file's bytes (recorded beside them)."""
+    exe = find_ffmpeg(ffmpeg)
+    proc = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True, check=False, timeout=60)
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or not lines:
+        raise FileNotFoundError(f"{exe}: `ffmpeg -version` failed (exit {proc.returncode}): not a usable ffmpeg")
+    return lines[0].strip()
 
 
 # ffmpeg's stderr phrases, in the order they are checked, mapped to the reason users see.

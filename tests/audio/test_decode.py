@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ausil_lib.audio.decode import AudioError, find_ffmpeg, load_audio, normalise
+from ausil_lib.audio.decode import AudioError, ffmpeg_build, find_ffmpeg, load_audio, normalise
 
 from ..helpers import MEDIA_FORMATS, SR, tone, video_without_audio
 
@@ -101,3 +102,27 @@ def test_too_short(make_media) -> None:
 def test_explicit_ffmpeg_must_exist(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not an executable"):
         find_ffmpeg(str(tmp_path / "ffmpeg"))
+
+
+def test_the_pinned_ffmpeg_comes_before_one_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # another build on PATH (a system ffmpeg) would encode other bytes; only an explicit setting picks it
+    other = tmp_path / "ffmpeg"
+    other.write_text("#!/bin/sh\necho 'ffmpeg version other-build'\n")
+    other.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    find_ffmpeg.cache_clear()
+    try:
+        chosen = find_ffmpeg()
+        assert chosen != str(other) and "imageio_ffmpeg" in chosen
+        assert ffmpeg_build(str(other)) == "ffmpeg version other-build"
+        assert ffmpeg_build().startswith("ffmpeg version") and ffmpeg_build() != ffmpeg_build(str(other))
+    finally:
+        find_ffmpeg.cache_clear()
+
+
+def test_an_executable_that_is_not_ffmpeg_is_refused_by_name(tmp_path: Path) -> None:
+    fake = tmp_path / "not-ffmpeg"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(FileNotFoundError, match=r"not-ffmpeg.*exit 3"):
+        ffmpeg_build(str(fake))

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ...audio.decode import encode, load_audio
+from ...audio.decode import encode, ffmpeg_build, load_audio
 from ...audio.transforms import apply_chain
 from ...core.config import SPLITS, CorpusConfig, CorpusSize, Params, plain
 from ...core.download import sha256_file
@@ -33,9 +33,12 @@ from ...core.formats import atomic_write_json, write_annotations, write_ids, wri
 from ...core.labels import DA, JUNK, speed_copy_id
 from .sources import Recording, load_manifest
 
+#: Each encoder here gives the same bytes on a real CPU and on emulated ones (docs/reproducibility.md).
+#: Not libopus: the same samples came out as other bytes on an Intel Xeon than on every emulated CPU, at
+#: every SIMD level, so WebM carries Vorbis.
 CODECS: dict[str, tuple[list[str], bool]] = {
     "mp4": (["-c:v", "libx264", "-threads", "1", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "128k"], True),
-    "webm": (["-c:v", "libvpx", "-threads", "1", "-c:a", "libopus", "-b:a", "96k"], True),
+    "webm": (["-c:v", "libvpx", "-threads", "1", "-c:a", "libvorbis", "-b:a", "96k"], True),
     "ogg": (["-c:a", "libvorbis", "-q:a", "4"], False),
     "mp3": (["-c:a", "libmp3lame", "-b:a", "160k"], False),
     "m4a": (["-c:a", "aac", "-b:a", "128k"], False),
@@ -593,7 +596,7 @@ RENDERER_PACKAGES = ("numpy", "scipy", "audiomentations", "imageio-ffmpeg")
 
 
 def renderer_fingerprint() -> str:
-    """A digest of what a clip's bytes depend on beside its plan: rendering code, pinned numerics, libraries.
+    """A digest of what a clip's bytes depend on beside its plan: rendering code, pinned numerics, libraries, ffmpeg.
 
     A rebuild keeps a finished clip only under the same fingerprint, so an edit of that code or a new
     numerics pin renders every clip again instead of leaving old clips that DVC would record as new.
@@ -613,6 +616,7 @@ def renderer_fingerprint() -> str:
             h.update(f"{name}=={version(name)}\0".encode())
         except PackageNotFoundError:
             h.update(f"{name} absent\0".encode())
+    h.update(f"ffmpeg {ffmpeg_build()}\0".encode())  # the binary that encodes, whichever package brought it
     return h.hexdigest()
 
 

@@ -171,8 +171,11 @@ def test_rebuild_resumes_without_rendering(corpus, monkeypatch) -> None:
     build_corpus(params, root / "sources", out, progress=False)
 
 
-def test_rebuild_after_a_renderer_change_renders_every_clip_again(corpus, tmp_path: Path, monkeypatch) -> None:
-    """A finished clip made by other code or numerics is not kept: DVC would record it as the new code's."""
+@pytest.mark.parametrize("change", ["numerics", "ffmpeg build"])
+def test_rebuild_after_a_renderer_change_renders_every_clip_again(
+    corpus, tmp_path: Path, monkeypatch, change: str
+) -> None:
+    """A finished clip made by other code, numerics or ffmpeg is not kept: DVC would record it as the new code's."""
     params, root, out = corpus
     from ausil_lib.datasets.embedded import corpus as corpus_module
 
@@ -186,7 +189,10 @@ def test_rebuild_after_a_renderer_change_renders_every_clip_again(corpus, tmp_pa
         return write(self, clip, media)
 
     monkeypatch.setattr(corpus_module.Renderer, "write", counting)
-    monkeypatch.setenv("OPENBLAS_CORETYPE", "another kernel set")  # a pinned variable changed
+    if change == "numerics":
+        monkeypatch.setenv("OPENBLAS_CORETYPE", "another kernel set")  # a pinned variable changed
+    else:
+        monkeypatch.setattr(corpus_module, "ffmpeg_build", lambda: "ffmpeg version another-build")
     build_corpus(params, root / "sources", copy, progress=False)
     clips = log_of(copy)["clips"]
     assert sorted(rendered) == sorted(c["clip_id"] for c in clips)
