@@ -164,8 +164,14 @@ def cmd_benchmark_speed(args: argparse.Namespace) -> int:
     for step, r in results["time_steps"].items():
         print(
             f"t={step} ms: decode {results['decode_s_per_100s']:.3f} s, log-mel {r['logmel_s_per_100s']:.3f} s, "
-            f"backbone {r['backbone_s_per_100s']:.3f} s ({r['backbone_segments_per_s']:.0f} segments/s) per 100 s "
-            f"of audio; end to end {r['end_to_end_s_per_100s']:.3f} s = {r['end_to_end_x_real_time']:.0f}x real time"
+            f"backbone {r['backbone_s_per_100s']:.3f} s ({r['backbone_segments_per_s']:.0f} segments/s)"
+            + (
+                f", partner decode {r['partner_decode_s_per_100s']:.3f} s, network {r['partner_s_per_100s']:.3f} s"
+                if "partner_s_per_100s" in r
+                else ""
+            )
+            + f" per 100 s of audio; end to end {r['end_to_end_s_per_100s']:.3f} s = "
+            f"{r['end_to_end_x_real_time']:.0f}x real time"
         )
     print(f"written: {args.output}")
     return 0
@@ -338,7 +344,7 @@ def _ausil_method(args: argparse.Namespace, params: Params):
     model, meta = load_model(path, variant=args.variant)
     extractor = Extractor.from_params(params)
     if released:
-        if extractor.backbone.source != "audioset":
+        if extractor.backbone.source != "audioset" or extractor.partner is not None:
             raise ValueError(
                 f"{path}: the released model was trained on AudioSet-backbone descriptors, but params "
                 f"select '{extractor.backbone.label}' (`ausil fetch-weights` fetches the backbone)"

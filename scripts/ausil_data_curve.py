@@ -45,7 +45,7 @@ from torch import nn
 
 from ausil_lib.core.config import Params, load_params, plain, resolve_device
 from ausil_lib.core.formats import atomic_write_json, read_annotations
-from ausil_lib.features.join import stored_time_step_ms
+from ausil_lib.features.extraction import stored_time_step_ms
 from ausil_lib.models import training
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, load_model
 from ausil_lib.models.backbone import load_backbone

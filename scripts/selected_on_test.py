@@ -37,7 +37,8 @@ import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 from ausil_lib.core.config import load_params
 from ausil_lib.core.formats import atomic_write_json, read_annotations, read_ids, write_results
 from ausil_lib.core.labels import DA, JUNK
-from ausil_lib.features.join import join_descriptors, stored_time_step_ms
+from ausil_lib.features.extraction import stored_time_step_ms
+from ausil_lib.features.join import join_descriptors
 from ausil_lib.models.ausil import load_model
 from ausil_lib.models.training import load_benchmark_features
 from ausil_lib.report.breakdowns import hard_case_summary

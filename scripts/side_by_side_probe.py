@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 from ausil_lib.core.config import load_params
 from ausil_lib.core.formats import atomic_write_json
-from ausil_lib.features.extraction import feature_path, load_features, save_features
-from ausil_lib.features.join import join_descriptors, stored_time_step_ms
+from ausil_lib.features.extraction import feature_path, load_features, save_features, stored_time_step_ms
+from ausil_lib.features.join import join_descriptors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone_probe import score  # noqa: E402

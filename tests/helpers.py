@@ -94,3 +94,21 @@ def textures(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
         out[pos : pos + t.size] = x / (np.abs(x).max() + 1e-9)
         pos += t.size
     return (0.5 * out).astype(np.float32)
+
+
+MUSICNN_TEST_CHANNELS = 4  # the real network has 128; the graph is the same
+
+
+def musicnn_tensors(rng: np.random.Generator, channels: int = MUSICNN_TEST_CHANNELS) -> dict[str, np.ndarray]:
+    """Random weights under the names of musicnn's VGG checkpoint (models/musicnn.py), `channels` wide."""
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(["batch_normalization"] + [f"batch_normalization_{k}" for k in range(1, 6)]):
+        n = 1 if i == 0 else channels
+        out[f"{name}/gamma"] = rng.uniform(0.5, 1.5, n).astype(np.float32)
+        out[f"{name}/beta"] = rng.normal(0, 0.2, n).astype(np.float32)
+        out[f"{name}/moving_mean"] = rng.normal(0, 0.5, n).astype(np.float32)
+        out[f"{name}/moving_variance"] = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    for k in range(1, 6):
+        out[f"{k}CNN/kernel"] = rng.normal(0, 0.3, (3, 3, 1 if k == 1 else channels, channels)).astype(np.float32)
+        out[f"{k}CNN/bias"] = rng.normal(0, 0.1, channels).astype(np.float32)
+    return out

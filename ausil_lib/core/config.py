@@ -206,6 +206,9 @@ class FeaturesConfig:
     segment_padding: str = "released"  # released | minimal (see features.padded_length)
 
 
+MUSICNN_MODELS = ("MSD_vgg", "MTT_vgg")  # the musicnn wheel's VGG networks (models/musicnn.py)
+
+
 @dataclass(frozen=True)
 class BackboneConfig:
     """params.yaml `backbone`: which weights the extractor runs, and how."""
@@ -215,6 +218,12 @@ class BackboneConfig:
     random_seed: int = 0
     fuse_bn: bool = True
     channels_last: bool = True
+    partner: str = "none"  # none | MSD_vgg | MTT_vgg: musicnn's network beside the backbone (issue 13)
+    partner_cache: str = "data/weights/musicnn"  # its pinned PyPI wheel and unpacked checkpoint
+
+    def __post_init__(self) -> None:
+        if self.partner not in ("none", *MUSICNN_MODELS):
+            raise ValueError(f"backbone.partner must be none or one of {MUSICNN_MODELS}, got {self.partner!r}")
 
 
 RELEASE_ROLES = ("backbone", "model_index", "model_data")

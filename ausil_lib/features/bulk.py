@@ -168,6 +168,11 @@ def extract_to_store(
     flushed on return and when an exception escapes (KeyboardInterrupt included), so a rerun skips
     the videos already stored. Failures go to `failures_path` (default: failures.tsv in the store).
     """
+    if extractor.partner is not None:
+        raise ValueError(
+            f"{store.root}: the sharded-store extraction runs the backbone alone; params backbone.partner "
+            f"({extractor.partner.model}) runs in the per-file extraction only (`ausil extract` without --store)"
+        )
     if store.readonly:
         raise StoreError(store.root, "opened read-only, cannot extract into it")
     store.require_signature(extractor.signature)

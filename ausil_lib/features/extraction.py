@@ -2,7 +2,8 @@
 
 Feature file format (one per video, `<output_dir>/<safe id>.npz`, written atomically):
   descriptors  float32 (n_segments, 2528), rows in time order, each the concatenation of
-               12 L2-normalised MAC vectors (so its norm is sqrt(12))
+               12 L2-normalised MAC vectors (so its norm is sqrt(12)); with a partner network
+               (params `backbone.partner`) each row is both networks' halves (features/join.py)
   meta         JSON string: video id, source path, backbone (source, label, fingerprint),
                time step and frame counts, audio duration, format version
 A file is reused on a later run only when its meta matches the current backbone and front end.
@@ -18,7 +19,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple
 from urllib.parse import quote
 
 import numpy as np
@@ -30,7 +31,11 @@ from ..core.config import AudioConfig, ExtractConfig, Params, resolve_device
 from ..core.formats import atomic_write, atomic_write_text
 from ..core.numerics import apply_torch_settings
 from ..models.backbone import BackboneInfo, MacExtractor, load_backbone
+from .join import join_descriptors
 from .logmel import FeatureConfig, SegmentFrontEnd
+
+if TYPE_CHECKING:
+    from ..models.musicnn import Partner
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
@@ -94,6 +99,16 @@ def run_signature(cfg: FeatureConfig, backbone: BackboneInfo) -> dict[str, Any]:
     }
 
 
+def stored_time_step_ms(features: Path, default: int | None = None) -> int:
+    """The step the descriptors in `features` were cut at, as their first file's signature records it
+    (the pipeline's extractor records it; files without one, or no files, give `default`, else an error)."""
+    first = next(iter(sorted(features.glob("*.npz"))), None)
+    step = load_features(first).meta.get("signature", {}).get("time_step_ms") if first else None
+    if step is None and default is None:
+        raise ValueError(f"{features}: {'no feature files' if first is None else f'{first.name} records no time step'}")
+    return int(default if step is None else step)
+
+
 def is_current(path: Path, signature: Mapping[str, Any]) -> bool:
     if not path.is_file():
         return False
@@ -121,8 +136,46 @@ class ExtractReport:
         return f"{len(self.extracted)} extracted, {len(self.skipped)} already done, {len(self.failed)} failed{speed}"
 
 
+class Prepared(NamedTuple):
+    """A decoded file, ready for the networks: the backbone's segments, the audio's length, and the
+    partner network's own audio (None without a partner)."""
+
+    segments: torch.Tensor
+    duration: float
+    partner_audio: np.ndarray | None = None
+
+
+def side_by_side(backbone: BackboneInfo, partner: Partner) -> BackboneInfo:
+    """The joined descriptors' identity: the backbone's source (so controls stay controls), both labels, and
+    a fingerprint of both, so neither network's descriptors alone are reused for the joined ones."""
+    return BackboneInfo(
+        backbone.source,
+        f"{backbone.label}, side by side with {partner.label}",
+        f"{backbone.fingerprint}+{partner.fingerprint}",
+    )
+
+
+def partner_from_params(params: Params, cfg: FeatureConfig, device: torch.device) -> Partner | None:
+    """musicnn's network that params `backbone.partner` puts beside the backbone, cutting the same windows."""
+    bb = params.backbone
+    if bb.partner == "none":
+        return None
+    from ..models.musicnn import Partner, checkpoint  # torchaudio and the checkpoint reader, only when needed
+
+    return Partner(
+        bb.partner,
+        checkpoint(bb.partner, Path(bb.partner_cache)),
+        cfg.window_s,
+        cfg.time_step_ms / 1000,
+        device,
+        ffmpeg=params.audio.ffmpeg,
+        timeout_s=params.audio.decode_timeout_s,
+    )
+
+
 class Extractor:
-    """Decode -> log-mel -> segments -> MAC descriptors for one file at a time."""
+    """Decode -> log-mel -> segments -> MAC descriptors for one file at a time (beside them, the partner
+    network's descriptors of the same windows, when there is one)."""
 
     def __init__(
         self,
@@ -131,23 +184,27 @@ class Extractor:
         cfg: FeatureConfig,
         audio: AudioConfig = AudioConfig(),
         batch_size: int = ExtractConfig.batch_size,
+        partner: Partner | None = None,
     ) -> None:
         self.mac = model_extractor
-        self.backbone = backbone
+        self.backbone = backbone if partner is None else side_by_side(backbone, partner)
         self.cfg = cfg
         self.audio = audio
         self.batch_size = batch_size
+        self.partner = partner
         # the front end runs in decode threads; keep it on the CPU unless the backbone is on a GPU
         self.front_end = SegmentFrontEnd(cfg, model_extractor.device)
-        self.signature = run_signature(cfg, backbone)
+        self.signature = run_signature(cfg, self.backbone)
 
     @classmethod
     def from_params(cls, params: Params, time_step_ms: int | None = None) -> Extractor:
-        """The extractor params.yaml describes: backbone source, device, front end, batch size."""
+        """The extractor params.yaml describes: backbone source and partner, device, front end, batch size."""
         model, info = load_backbone(params)
         bb = params.backbone
-        mac = MacExtractor(model, resolve_device(params.device), fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
-        return cls(mac, info, FeatureConfig.from_params(params, time_step_ms), params.audio, params.extract.batch_size)
+        device = resolve_device(params.device)
+        mac = MacExtractor(model, device, fuse_bn=bb.fuse_bn, channels_last=bb.channels_last)
+        cfg = FeatureConfig.from_params(params, time_step_ms)
+        return cls(mac, info, cfg, params.audio, params.extract.batch_size, partner_from_params(params, cfg, device))
 
     def decode(self, path: str | os.PathLike[str]) -> np.ndarray:
         return load_audio(
@@ -158,21 +215,26 @@ class Extractor:
             timeout_s=self.audio.decode_timeout_s,
         )
 
-    def prepare(self, path: str | os.PathLike[str]) -> tuple[torch.Tensor, float]:
-        """Decode and segment one file (runs in a worker thread, ahead of the backbone)."""
+    def prepare(self, path: str | os.PathLike[str]) -> Prepared:
+        """Decode and segment one file (runs in a worker thread, ahead of the networks)."""
         audio = self.decode(path)
-        return self.front_end(audio), audio.size / self.cfg.sample_rate
+        partner_audio = self.partner.decode(str(path)) if self.partner is not None else None
+        return Prepared(self.front_end(audio), audio.size / self.cfg.sample_rate, partner_audio)
 
-    def descriptors(self, segments: torch.Tensor) -> np.ndarray:
-        return self.mac.extract(segments, self.batch_size)
+    def descriptors(self, video_id: str, prepared: Prepared) -> np.ndarray:
+        """The backbone's segment descriptors, joined with the partner's where there is one."""
+        desc = self.mac.extract(prepared.segments, self.batch_size)
+        if self.partner is None:
+            return desc
+        if prepared.partner_audio is None:
+            raise ValueError(f"{video_id}: decoded without the audio the partner network ({self.partner.model}) needs")
+        return join_descriptors(desc, self.partner.describe(prepared.partner_audio), video_id, self.cfg.time_step_ms)
 
-    def store(
-        self, video_id: str, path: str, prepared: tuple[torch.Tensor, float], output_dir: str | os.PathLike[str]
-    ) -> np.ndarray:
+    def store(self, video_id: str, path: str, prepared: Prepared, output_dir: str | os.PathLike[str]) -> np.ndarray:
         """Descriptors of a decoded file, written to its feature file."""
-        segments, duration = prepared
-        desc = self.descriptors(segments)
-        save_features(feature_path(output_dir, video_id), desc, self.meta(video_id, path, duration, desc.shape[0]))
+        desc = self.descriptors(video_id, prepared)
+        meta = self.meta(video_id, path, prepared.duration, desc.shape[0])
+        save_features(feature_path(output_dir, video_id), desc, meta)
         return desc
 
     def extract_to(self, video_id: str, path: str, output_dir: str | os.PathLike[str]) -> np.ndarray:
@@ -213,7 +275,7 @@ class Extractor:
             else:
                 self.store(vid, path, result, output_dir)
                 report.extracted.append(vid)
-                report.audio_seconds += result[1]
+                report.audio_seconds += result.duration
             bar.update(1)
             bar.set_postfix(failed=len(report.failed))
         bar.close()
@@ -221,9 +283,7 @@ class Extractor:
         write_failures(output_dir / FAILURES_FILE, report.failed)
         return report
 
-    def _prepared(
-        self, todo: list[tuple[str, str]], workers: int
-    ) -> Iterator[tuple[str, str, tuple[torch.Tensor, float] | Exception]]:
+    def _prepared(self, todo: list[tuple[str, str]], workers: int) -> Iterator[tuple[str, str, Prepared | Exception]]:
         """Yield decoded files in input order while up to `workers` more decode in the background."""
         window = max(1, workers)
         with ThreadPoolExecutor(max_workers=window) as pool:
@@ -236,7 +296,7 @@ class Extractor:
                 yield self._resolve(*entry)
 
     @staticmethod
-    def _resolve(vid: str, path: str, fut: Future) -> tuple[str, str, tuple[torch.Tensor, float] | Exception]:
+    def _resolve(vid: str, path: str, fut: Future) -> tuple[str, str, Prepared | Exception]:
         try:
             return vid, path, fut.result()
         except Exception as exc:  # noqa: BLE001 - every failure is reported per file, the run goes on

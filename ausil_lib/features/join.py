@@ -11,11 +11,8 @@ segments both have, and a larger difference is refused by name.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-
-from .extraction import load_features
 
 # the released segment padding (params features.segment_padding) appends up to 176 + 87 spectrogram
 # rows, about 3.05 s, after a video: that many seconds of trailing windows one extractor may have more
@@ -29,13 +26,3 @@ def join_descriptors(first: np.ndarray, second: np.ndarray, video: str, step_ms:
     n = min(len(first), len(second))
     halves = [d[:n] / np.maximum(np.linalg.norm(d[:n], axis=1, keepdims=True), 1e-12) for d in (first, second)]
     return np.concatenate(halves, axis=1).astype(np.float32)
-
-
-def stored_time_step_ms(features: Path, default: int | None = None) -> int:
-    """The step the descriptors in `features` were cut at, as their first file's signature records it
-    (the pipeline's extractor records it; files without one, or no files, give `default`, else an error)."""
-    first = next(iter(sorted(features.glob("*.npz"))), None)
-    step = load_features(first).meta.get("signature", {}).get("time_step_ms") if first else None
-    if step is None and default is None:
-        raise ValueError(f"{features}: {'no feature files' if first is None else f'{first.name} records no time step'}")
-    return int(default if step is None else step)

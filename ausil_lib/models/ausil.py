@@ -91,11 +91,19 @@ class AuSiL(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(segments, dims) MAC descriptors -> the vectors whose dot products form the similarity matrix."""
+        return self.attend(self.whiten(x))
+
+    def whiten(self, x: torch.Tensor) -> torch.Tensor:
+        """The part of `embed` that training does not change (L2 normalisation and the PCA whitening learnt
+        before it), so training computes it once per video instead of at every step."""
         x = F.normalize(x, p=2, dim=-1, eps=EPS)
         if self.variant == "mac":
             return x
-        x = F.normalize((x - self.pca_mean) @ self.pca_weights, p=2, dim=-1, eps=EPS)
-        if self.variant == "mac_w":
+        return F.normalize((x - self.pca_mean) @ self.pca_weights, p=2, dim=-1, eps=EPS)
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The trained part of `embed`: each whitened segment weighted by its attention (mac_w_a, full)."""
+        if self.variant in ("mac", "mac_w"):
             return x
         weights = (x @ self.context) / 2.0 + 0.5
         return x * weights.unsqueeze(-1)
@@ -128,9 +136,9 @@ def triplet_loss(
     """max(0, CS(v, v-) - CS(v, v+) + gamma) + r * similarity regularisation (paper Eqs. 4-6).
 
     The regulariser penalises raw CNN outputs outside [-1, 1], summed over both pairs' maps.
-    Inputs are MAC descriptors of single videos; returns the loss and its parts for logging.
+    Inputs are single videos' MAC descriptors after `model.whiten`; returns the loss and its parts for logging.
     """
-    a, p, n = model.embed(anchor), model.embed(positive), model.embed(negative)
+    a, p, n = model.attend(anchor), model.attend(positive), model.attend(negative)
     out_p, out_n = model.sim_output(a, p), model.sim_output(a, n)
     cs_p = chamfer(torch.clamp(out_p, -1, 1))
     cs_n = chamfer(torch.clamp(out_n, -1, 1))

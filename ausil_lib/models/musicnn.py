@@ -5,7 +5,8 @@ this project's set-up needs, and the `musicnn` wheel carries four music-tagging 
 checkpoints. Its VGG (five 3x3 conv blocks of 128 channels on a 96-band log-mel at 16 kHz, trained on the
 Million Song Dataset's or MagnaTagATune's tags) describes AuSiL's segments, tapped like this project's
 backbone (MAC of each block). Beside the trained substitute it was the best descriptor measured
-(docs/history.md); scripts/pretrained_probe.py extracts it.
+(docs/history.md); scripts/pretrained_probe.py extracts it alone, and params `backbone.partner` puts it beside
+the backbone in every extraction (`Partner`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 import torchaudio
 
 from ..audio.decode import decode_pcm16
+from ..core.config import MUSICNN_MODELS
 from ..core.download import fetch
 from ..core.numerics import apply_torch_settings
 from .tf_checkpoint import TFCheckpoint
@@ -31,7 +33,7 @@ WHEEL = {
     "musicnn-0.1.0-py3-none-any.whl",
     "sha256": "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa",
 }
-MODELS = ("MSD_vgg", "MTT_vgg")
+MODELS = MUSICNN_MODELS
 # musicnn's front end (its configuration.py): 16 kHz, 512-point FFT, hop 256, 96 mel bands, log10(1 + 10^4 x)
 SAMPLE_RATE = 16000
 BN_EPS = 1e-3  # TensorFlow's batch_normalization default
@@ -57,11 +59,12 @@ def checkpoint(model: str, cache: Path) -> TFCheckpoint:
 class MusicnnVGG(torch.nn.Module):
     """musicnn's `vgg` network up to its fifth block, BatchNorm folded in (inference only)."""
 
-    def __init__(self, ckpt: TFCheckpoint) -> None:
+    def __init__(self, ckpt: TFCheckpoint, device: torch.device | str = "cpu") -> None:
         super().__init__()
+        self.device = torch.device(device)
 
         def tensor(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.asarray(ckpt.get(name), dtype=np.float32))
+            return torch.from_numpy(np.asarray(ckpt.get(name), dtype=np.float32)).to(self.device)
 
         def batchnorm(name: str) -> tuple[torch.Tensor, torch.Tensor]:
             scale = tensor(f"{name}/gamma") / torch.sqrt(tensor(f"{name}/moving_variance") + BN_EPS)
@@ -89,9 +92,9 @@ class MusicnnVGG(torch.nn.Module):
         return torch.cat(parts, dim=1)
 
 
-def musicnn_audio(path: str) -> np.ndarray:
+def musicnn_audio(path: str, ffmpeg: str | None = None, timeout_s: float = 600.0) -> np.ndarray:
     """Mono float audio at 16 kHz, scaled as librosa.load scales it (musicnn's own loader)."""
-    return decode_pcm16(path, sample_rate=SAMPLE_RATE).astype(np.float32) / 32768.0
+    return decode_pcm16(path, sample_rate=SAMPLE_RATE, ffmpeg=ffmpeg, timeout_s=timeout_s).astype(np.float32) / 32768.0
 
 
 class Segments:
@@ -115,5 +118,38 @@ class Segments:
 
 def describe(net: MusicnnVGG, segments: Segments, audio: np.ndarray, batch: int = 64) -> np.ndarray:
     """(segments, 640) descriptors of one clip's audio, `batch` segments through the network at a time."""
-    segs = segments(audio)
-    return torch.cat([net(segs[i : i + batch]) for i in range(0, len(segs), batch)]).numpy()
+    segs = segments(audio).to(net.device)
+    return torch.cat([net(segs[i : i + batch]) for i in range(0, len(segs), batch)]).cpu().numpy()
+
+
+class Partner:
+    """musicnn's network beside the extractor's backbone (params `backbone.partner`).
+
+    It decodes a file itself, at its own 16 kHz, and describes the same windows as the backbone
+    (`features/join.py` joins the two halves). Its label and fingerprint name the model and the wheel's
+    digest, so joined descriptors are never taken for the backbone's alone.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        ckpt: TFCheckpoint,
+        window_s: float,
+        step_s: float,
+        device: torch.device | str = "cpu",
+        ffmpeg: str | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.model = model
+        self.ffmpeg, self.timeout_s = ffmpeg, timeout_s
+        self.net = MusicnnVGG(ckpt, device)
+        self.segments = Segments(window_s, step_s)
+        digest = WHEEL["sha256"][:12]
+        self.label = f"musicnn {model} (PyPI musicnn 0.1.0, wheel sha256 {digest})"
+        self.fingerprint = f"musicnn-{model}-{digest}"
+
+    def decode(self, path: str) -> np.ndarray:
+        return musicnn_audio(path, self.ffmpeg, self.timeout_s)
+
+    def describe(self, audio: np.ndarray) -> np.ndarray:
+        return describe(self.net, self.segments, audio)

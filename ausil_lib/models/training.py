@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -139,11 +139,27 @@ def pca_sample(features: Mapping[str, np.ndarray], size: int, seed: int) -> np.n
     return rows
 
 
-def validation_map(model: AuSiL, val: Mapping[str, np.ndarray], bench_dir: Path, device: torch.device) -> float:
+def validation_map(
+    model: AuSiL,
+    val: Mapping[str, np.ndarray | torch.Tensor],
+    bench_dir: Path,
+    device: torch.device,
+    whitened: bool = False,
+) -> float:
     ann = read_annotations(bench_dir / "annotation.json")
     queries = {q: val[q] for q in ann if q in val}
-    results = ausil_scores(model, queries, val, device)
+    results = ausil_scores(model, queries, val, device, whitened=whitened)
     return evaluate(ann, results, [DA], read_ids(bench_dir / "dataset_ids.txt"), ignore_labels=[JUNK]).map
+
+
+def whitener(model: AuSiL, device: torch.device) -> Callable[[Mapping[str, np.ndarray]], dict[str, torch.Tensor]]:
+    """Descriptors -> `model.whiten`ed tensors on `device`, computed as `embed` computes them."""
+
+    @torch.no_grad()
+    def white(features: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {v: model.whiten(torch.from_numpy(d).to(device)) for v, d in features.items()}
+
+    return white
 
 
 def train_ausil(
@@ -179,19 +195,23 @@ def train_ausil(
     triplets = mine_triplets(train, train_ann, pos_max, margin)
     if not triplets.items:
         raise ValueError(f"no training triplet: {triplets.stats}; raise training.positive_max_distance")
-    train_t = {v: torch.from_numpy(d).to(device) for v, d in train.items()}
+    # whitening is fixed from here on: each video is whitened once, not at every step and validation
+    white = whitener(model, device)
+    train_t = white(train)
     opt = torch.optim.Adam([p for n, p in model.named_parameters()], lr=float(cfg.learning_rate))
     gamma, r = float(cfg.gamma), float(cfg.r)
     batch, budget = cfg.batch_triplets, float(cfg.budget_s)
     eval_every, max_steps = cfg.eval_every, cfg.max_steps
     weight = params.cross_corpus.selection_weight if cross else 0.0
-    cross_val = load_benchmark_features(Path(cross[0]), Path(cross[1]) / "val") if cross else {}
+    val_t = white(val)
+    cross_val = white(load_benchmark_features(Path(cross[0]), Path(cross[1]) / "val")) if cross else {}
 
     def validate() -> dict[str, float]:
         """val mAP, cross-corpus val mAP and the selection score they make (rounded as stored)."""
-        out = {"val_map": round(validation_map(model, val, corpus_dir / "val", device), 5)}
+        out = {"val_map": round(validation_map(model, val_t, corpus_dir / "val", device, whitened=True), 5)}
         if cross:
-            out["cross_val_map"] = round(validation_map(model, cross_val, Path(cross[1]) / "val", device), 5)
+            cross_dir = Path(cross[1]) / "val"
+            out["cross_val_map"] = round(validation_map(model, cross_val, cross_dir, device, whitened=True), 5)
         out["selection"] = round((1 - weight) * out["val_map"] + weight * out.get("cross_val_map", 0.0), 5)
         return out
 

@@ -20,6 +20,7 @@ import torch
 from ..audio.decode import encode, load_audio
 from ..core.config import Params, resolve_device
 from ..core.numerics import apply_torch_settings, numerics_settings
+from ..features.extraction import partner_from_params
 from ..features.logmel import FeatureConfig, SegmentFrontEnd
 from ..models.backbone import KumarCNN, MacExtractor
 
@@ -101,12 +102,21 @@ def run_speed_benchmark(params: Params) -> dict[str, Any]:
             t_mel, segments = _best_of(lambda front=front: front(audio), repeats)
             mac.extract(segments[:batch], batch)  # warm-up (allocator, kernels)
             t_cnn, _ = _best_of(lambda segments=segments: mac.extract(segments, batch), repeats)
-            total = t_decode + t_mel + t_cnn
-            results["time_steps"][str(step)] = {
+            row = {
                 "segments": int(segments.shape[0]),
                 "logmel_s_per_100s": t_mel * per100,
                 "backbone_s_per_100s": t_cnn * per100,
                 "backbone_segments_per_s": segments.shape[0] / t_cnn,
+            }
+            total = t_decode + t_mel + t_cnn
+            partner = partner_from_params(params, cfg, device)
+            if partner is not None:  # the extractor runs it on every file too: part of end to end
+                t_p_decode, p_audio = _best_of(lambda partner=partner: partner.decode(str(video)), repeats)
+                t_partner, _ = _best_of(lambda partner=partner, p_audio=p_audio: partner.describe(p_audio), repeats)
+                results["partner"] = partner.label
+                row |= {"partner_decode_s_per_100s": t_p_decode * per100, "partner_s_per_100s": t_partner * per100}
+                total += t_p_decode + t_partner
+            results["time_steps"][str(step)] = row | {
                 "end_to_end_s_per_100s": total * per100,
                 "end_to_end_x_real_time": seconds / total,
             }

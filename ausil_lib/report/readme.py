@@ -34,6 +34,13 @@ def speed_table(report: dict) -> str:
             f"| {r['backbone_s_per_100s']:.3f} | {r['backbone_segments_per_s']:.0f} "
             f"| {r['end_to_end_s_per_100s']:.3f} | {r['end_to_end_x_real_time']:.0f}x |"
         )
+    if "partner" in report:  # params backbone.partner: end to end includes the partner network
+        lines += ["", f"End to end includes the partner network, {report['partner']}:"]
+        lines += [
+            f"- {step} ms: decode at 16 kHz {r['partner_decode_s_per_100s']:.3f} s, "
+            f"network {r['partner_s_per_100s']:.3f} s per 100 s of audio"
+            for step, r in report["time_steps"].items()
+        ]
     return "\n".join(lines)
 
 

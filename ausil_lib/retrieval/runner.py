@@ -129,17 +129,20 @@ class AusilMethod:
 
 def ausil_scores(
     model: AuSiL,
-    queries: Mapping[str, np.ndarray],
-    database: Mapping[str, np.ndarray],
+    queries: Mapping[str, np.ndarray | torch.Tensor],
+    database: Mapping[str, np.ndarray | torch.Tensor],
     device: torch.device | str = "cpu",
+    whitened: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """All query-database similarities from descriptors in memory (validation during training)."""
+    """All query-database similarities from descriptors in memory (validation during training). With
+    `whitened`, the inputs are already `model.whiten`ed (training whitens its validation videos once)."""
     model = model.eval()
+    embed = model.attend if whitened else model.embed
     with torch.no_grad():
-        db = {v: model.embed(torch.from_numpy(d).to(device)) for v, d in database.items()}
+        db = {v: embed(torch.as_tensor(d).to(device)) for v, d in database.items()}
         out = {}
         for qid, desc in queries.items():
-            q = model.embed(torch.from_numpy(desc).to(device))
+            q = embed(torch.as_tensor(desc).to(device))
             out[qid] = {v: float(model.similarity(q, emb)) for v, emb in db.items()}
     return out
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ausil_lib.features.extraction import save_features
-from ausil_lib.features.join import join_descriptors, stored_time_step_ms
+from ausil_lib.features.extraction import save_features, stored_time_step_ms
+from ausil_lib.features.join import join_descriptors
 
 
 @pytest.mark.parametrize(("n_first", "n_second"), [(3, 3), (4, 3), (3, 4), (6, 3)])

@@ -81,7 +81,7 @@ class _FixedMaps(AuSiL):
         super().__init__(variant="full")
         self.maps = maps
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
     def sim_output(self, q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -16,25 +16,12 @@ from ausil_lib.core.download import DownloadError
 from ausil_lib.models import musicnn
 from ausil_lib.models.tf_checkpoint import TFCheckpoint
 
+from ..helpers import MUSICNN_TEST_CHANNELS as CHANNELS
+from ..helpers import musicnn_tensors
 from ..tf_bundle_writer import write_bundle
 
-CHANNELS = 4  # the real network has 128; the graph is the same
 # musicnn's models.vgg: max_pooling2d after blocks 1-4 as (pool_size, strides), time x frequency
 TF_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)))
-
-
-def _tensors(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for i, name in enumerate(["batch_normalization"] + [f"batch_normalization_{k}" for k in range(1, 6)]):
-        n = 1 if i == 0 else CHANNELS
-        out[f"{name}/gamma"] = rng.uniform(0.5, 1.5, n).astype(np.float32)
-        out[f"{name}/beta"] = rng.normal(0, 0.2, n).astype(np.float32)
-        out[f"{name}/moving_mean"] = rng.normal(0, 0.5, n).astype(np.float32)
-        out[f"{name}/moving_variance"] = rng.uniform(0.5, 2.0, n).astype(np.float32)
-    for k in range(1, 6):
-        out[f"{k}CNN/kernel"] = rng.normal(0, 0.3, (3, 3, 1 if k == 1 else CHANNELS, CHANNELS)).astype(np.float32)
-        out[f"{k}CNN/bias"] = rng.normal(0, 0.1, CHANNELS).astype(np.float32)
-    return out
 
 
 def _bn(x: np.ndarray, t: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -80,7 +67,7 @@ def _reference_mac(logmel: np.ndarray, t: dict[str, np.ndarray], pools) -> np.nd
 
 
 def test_network_matches_the_tensorflow_graph(tmp_path: Path) -> None:
-    tensors = _tensors(np.random.default_rng(0))
+    tensors = musicnn_tensors(np.random.default_rng(0))
     write_bundle(tmp_path / "model", tensors)
     net = musicnn.MusicnnVGG(TFCheckpoint(tmp_path / "model"))
     logmel = np.random.default_rng(1).uniform(0, 3, (2, 126, 96)).astype(np.float32)
@@ -91,7 +78,7 @@ def test_network_matches_the_tensorflow_graph(tmp_path: Path) -> None:
 
 def test_a_kernel_read_transposed_would_be_caught(tmp_path: Path) -> None:
     """The test above can fail: swapping the kernel's two spatial axes changes the descriptors."""
-    tensors = _tensors(np.random.default_rng(0))
+    tensors = musicnn_tensors(np.random.default_rng(0))
     write_bundle(tmp_path / "model", tensors)
     swapped = dict(tensors, **{"1CNN/kernel": tensors["1CNN/kernel"].transpose(1, 0, 2, 3).copy()})
     logmel = np.random.default_rng(1).uniform(0, 3, (1, 126, 96)).astype(np.float32)
@@ -136,7 +123,7 @@ def test_an_unknown_model_is_refused_before_any_download(tmp_path: Path) -> None
 
 def test_a_clip_is_described_segment_by_segment_whatever_the_batch(tmp_path: Path) -> None:
     """`describe` batches segments through the network only for speed: each row is its own segment's."""
-    write_bundle(tmp_path / "model", _tensors(np.random.default_rng(0)))
+    write_bundle(tmp_path / "model", musicnn_tensors(np.random.default_rng(0)))
     net = musicnn.MusicnnVGG(TFCheckpoint(tmp_path / "model"))
     segments = musicnn.Segments(window_s=1.0, step_s=0.5)
     audio = np.random.default_rng(2).normal(0, 0.1, round(3.2 * musicnn.SAMPLE_RATE)).astype(np.float32)

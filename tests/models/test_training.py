@@ -11,7 +11,7 @@ from torch import nn
 
 from ausil_lib.audio.transforms import apply_chain
 from ausil_lib.core.config import Params, parse_params
-from ausil_lib.features.extraction import Extractor
+from ausil_lib.features.extraction import Extractor, Prepared
 from ausil_lib.features.logmel import FeatureConfig
 from ausil_lib.models.ausil import AuSiL, SimilarityCNN, learn_pca, triplet_loss
 from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
@@ -88,10 +88,12 @@ def test_training_lowers_the_loss_on_a_tiny_set() -> None:
     model.set_pca(*learn_pca(np.concatenate([v.numpy() for v in videos.values()]), 1e-4))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     triplets = [(k, k, f"v{(i + 1) % 4}") for i, k in enumerate(videos)]
+    white = {k: model.whiten(v) for k, v in videos.items()}
+    white_copies = {k: model.whiten(v) for k, v in copies.items()}
 
     def epoch_loss() -> torch.Tensor:
         return torch.stack(
-            [triplet_loss(model, videos[a], copies[p], videos[n], 1.0, 0.1)[0] for a, p, n in triplets]
+            [triplet_loss(model, white[a], white_copies[p], white[n], 1.0, 0.1)[0] for a, p, n in triplets]
         ).mean()
 
     with torch.no_grad():
@@ -161,7 +163,7 @@ def test_transformed_copy_scores_above_unrelated_audio(extractor: Extractor, var
     chain = [{"name": "mp3", "bitrate_kbps": 32}, {"name": "noise", "snr_db": 15}]
     copy = apply_chain(clip, SR, chain, seed=1)
     desc = {
-        name: extractor.descriptors(extractor.front_end(x))
+        name: extractor.descriptors(name, Prepared(extractor.front_end(x), x.size / SR))
         for name, x in {
             "q": clip,
             "copy": copy,
