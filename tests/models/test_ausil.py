@@ -20,6 +20,7 @@ from ausil_lib.models.ausil import (
     to_tf_variables,
     triplet_loss,
 )
+from ausil_lib.retrieval.runner import ausil_scores
 
 
 def descriptors(n: int, seed: int) -> torch.Tensor:
@@ -155,3 +156,21 @@ def test_a_file_without_whitening_is_refused_by_name(tmp_path) -> None:
     torch.save({"state_dict": {"context": torch.zeros(4)}, "meta": {}}, tmp_path / "odd.pt")
     with pytest.raises(ValueError, match="odd.pt: not an AuSiL model .* no pca_mean"):
         load_model(tmp_path / "odd.pt")
+
+
+@pytest.mark.parametrize("variant", ["mac", "mac_w", "mac_w_a", "full"])
+def test_whitening_once_then_attention_is_embed_bit_for_bit(variant: str) -> None:
+    """Training whitens each video once and attends at every step: the same tensors as `embed`, so
+    the same gradients and weights as embedding at every step."""
+    torch.manual_seed(0)
+    model = AuSiL(variant=variant)
+    sample = torch.cat([descriptors(30, s) for s in range(4)]).numpy()
+    model.set_pca(*learn_pca(sample, 1e-4))
+    with torch.no_grad():
+        model.context.normal_(0, 0.05)
+    videos = {f"v{s}": descriptors(12 + s, 10 + s) for s in range(4)}
+    for x in videos.values():
+        assert torch.equal(model.attend(model.whiten(x)), model.embed(x))
+    white = {v: model.whiten(x) for v, x in videos.items()}
+    queries = {"v0": videos["v0"]}
+    assert ausil_scores(model, {"v0": white["v0"]}, white, whitened=True) == ausil_scores(model, queries, videos)
