@@ -23,7 +23,7 @@ from ..core.config import Params, TrainingConfig, plain, resolve_device
 from ..core.formats import atomic_path, atomic_write_json, read_annotations, read_ids
 from ..core.labels import DA, JUNK
 from ..core.numerics import apply_torch_settings, numerics_settings
-from ..features.extraction import open_features
+from ..features.extraction import load_features, open_features
 from ..retrieval.evaluation import evaluate
 from ..retrieval.runner import ausil_scores
 from .ausil import AuSiL, learn_pca, save_model, triplet_loss
@@ -36,6 +36,15 @@ def load_benchmark_features(features_dir: Path, bench_dir: Path) -> dict[str, np
     per-video files and sharded stores alike."""
     source = open_features(features_dir)
     return {vid: source.get(vid) for vid in read_ids(bench_dir / "dataset_ids.txt") if vid in source}
+
+
+def recorded_backbone(features_dir: str | os.PathLike[str], default: str) -> str:
+    """The backbone label the stored descriptors record (a partner network beside the backbone included),
+    so that a model names what it was trained on; `default` where the files record none (a sharded store,
+    or files written outside the extractor)."""
+    first = next(iter(sorted(Path(features_dir).glob("*.npz"))), None)
+    label = load_features(first).meta.get("backbone", {}).get("label") if first else None
+    return label or default
 
 
 def descriptor_width(features: Mapping[str, np.ndarray], source: Path) -> int:
@@ -185,6 +194,9 @@ def train_ausil(
     rng = np.random.default_rng(seed)
     device = resolve_device(params.device)
     features_dir, corpus_dir = Path(features_dir), Path(corpus_dir)
+    backbone_label = recorded_backbone(features_dir, backbone_label)
+    if cross and (cross_label := recorded_backbone(cross[0], backbone_label)) != backbone_label:
+        raise ValueError(f"{cross[0]}: descriptors of '{cross_label}', but {features_dir} holds '{backbone_label}'")
     train = load_benchmark_features(features_dir, corpus_dir / "train")
     val = load_benchmark_features(features_dir, corpus_dir / "val")
     model = AuSiL(dims=descriptor_width(train, features_dir), variant="full")

@@ -313,3 +313,25 @@ def test_selection_weighs_the_cross_corpus_val_set(tmp_path: Path, weight: float
         assert point["selection"] == pytest.approx(expected, abs=2e-5)
     best = max(evaluated, key=lambda p: p["selection"])  # the first of equal scores, as training keeps it
     assert meta["best_step"] == best["step"] and meta["cross_val_map"] == best["cross_val_map"]
+
+
+def test_the_model_names_the_backbone_its_descriptors_record(tmp_path: Path) -> None:
+    """A partner network beside the backbone changes the descriptors, not params' backbone: the model takes
+    the label the feature files record, so `ausil similarity` matches it against the joined extractor."""
+    from ausil_lib.features.extraction import feature_path, load_features, save_features
+    from ausil_lib.models import training
+
+    params, feats, corpus = _tiny_training_setup(tmp_path)
+    joined = "test backbone, side by side with musicnn MSD_vgg"
+    for path in sorted(feats.glob("*.npz")):
+        stored = load_features(path)
+        save_features(path, stored.descriptors, {**stored.meta, "backbone": {"label": joined}})
+    meta = training.train_ausil(params, feats, corpus, tmp_path / "m.pt", tmp_path / "m.json", "test", False)
+    assert meta["backbone"] == joined
+    cross = tmp_path / "cross"
+    alone = {"video_id": "x0", "backbone": {"label": "test"}}
+    save_features(feature_path(tmp_path / "xfeat", "x0"), np.ones((12, 2528), np.float32), alone)
+    with pytest.raises(ValueError, match="xfeat: descriptors of 'test'.*side by side"):
+        training.train_ausil(
+            params, feats, corpus, tmp_path / "n.pt", tmp_path / "n.json", "test", False, (tmp_path / "xfeat", cross)
+        )
