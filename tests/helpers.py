@@ -112,3 +112,16 @@ def musicnn_tensors(rng: np.random.Generator, channels: int = MUSICNN_TEST_CHANN
         out[f"{k}CNN/kernel"] = rng.normal(0, 0.3, (3, 3, 1 if k == 1 else channels, channels)).astype(np.float32)
         out[f"{k}CNN/bias"] = rng.normal(0, 0.1, channels).astype(np.float32)
     return out
+
+
+def encode_clips(folder: Path, clips: dict[str, tuple[str, float]]) -> dict[str, str]:
+    """id -> path of media files made from `clips` (id -> (file name, seconds)): chords seeded by position,
+    in each name's container and codecs (MEDIA_FORMATS), a still video stream where the container has one."""
+    from ausil_lib.audio.decode import encode
+
+    videos = {}
+    for seed, (vid, (name, seconds)) in enumerate(clips.items()):
+        codec_args, video = MEDIA_FORMATS[name.rsplit(".", 1)[1]]
+        encode(folder / name, chords(seconds, seed=seed), SR, codec_args, still_image=video)
+        videos[vid] = str(folder / name)
+    return videos

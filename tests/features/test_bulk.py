@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lib.audio.decode import encode
 from ausil_lib.features.bulk import extract_to_store
 from ausil_lib.features.extraction import Extractor, feature_path, load_features
 from ausil_lib.features.logmel import FeatureConfig
 from ausil_lib.features.store import FeatureStore, StoreError
 from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
 
-from ..helpers import MEDIA_FORMATS, SR, chords, video_without_audio
+from ..helpers import SR, encode_clips, video_without_audio
 
 CLIPS = {"a": ("a.mp4", 2.5), "b": ("b.ogg", 4.0), "c": ("c.webm", 6.0), "d": ("d.wav", 1.2)}
 
@@ -48,13 +47,7 @@ def extractor() -> Extractor:
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Four good clips of different lengths and containers, made once for the module."""
-    folder = tmp_path_factory.mktemp("media")
-    videos = {}
-    for seed, (vid, (name, seconds)) in enumerate(CLIPS.items()):
-        codec_args, video = MEDIA_FORMATS[name.rsplit(".", 1)[1]]
-        encode(folder / name, chords(seconds, seed=seed), SR, codec_args, still_image=video)
-        videos[vid] = str(folder / name)
-    return videos
+    return encode_clips(tmp_path_factory.mktemp("media"), CLIPS)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from ausil_lib.audio.decode import encode
 from ausil_lib.core.config import BackboneConfig, Params
 from ausil_lib.features.bulk import extract_to_store
 from ausil_lib.features.extraction import (
@@ -26,7 +25,7 @@ from ausil_lib.models.backbone import BackboneInfo, KumarCNN, MacExtractor
 from ausil_lib.models.musicnn import Partner, describe
 from ausil_lib.models.tf_checkpoint import TFCheckpoint
 
-from ..helpers import MEDIA_FORMATS, MUSICNN_TEST_CHANNELS, SR, chords, musicnn_tensors
+from ..helpers import MUSICNN_TEST_CHANNELS, encode_clips, musicnn_tensors
 from ..tf_bundle_writer import write_bundle
 
 BACKBONE_WIDTH = 2528
@@ -50,13 +49,7 @@ def _extractor(partner: Partner | None) -> Extractor:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("media")
-    videos = {}
-    for seed, (vid, (name, seconds)) in enumerate(CLIPS.items()):
-        codec_args, video = MEDIA_FORMATS[name.rsplit(".", 1)[1]]
-        encode(folder / name, chords(seconds, seed=seed), SR, codec_args, still_image=video)
-        videos[vid] = str(folder / name)
-    return videos
+    return encode_clips(tmp_path_factory.mktemp("media"), CLIPS)
 
 
 def test_joined_rows_are_both_networks_halves_of_the_same_windows(partner: Partner, media: dict[str, str], tmp_path):
