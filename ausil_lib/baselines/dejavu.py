@@ -3,7 +3,9 @@
 The AuSiL paper compares against Dejavu, so Dejavu runs as published: its own fingerprint
 function and its own PostgreSQL layer (schema, song rows, `find_matches`).  Only run-time
 settings are changed: its function arguments and the module-level settings of
-`dejavu.logic.fingerprint`, set for the duration of each call and restored afterwards.
+`dejavu.logic.fingerprint`, set for the duration of each call and restored afterwards.  One of
+them (`fast_peak_filter`) swaps the scipy maximum filter its peak finder calls for
+`diamond_maximum_filter`, which returns the same array about 7x faster.
 
 Dejavu returns only its top 2 songs and not the score it ranks them by, so `DejavuIndex.query`
 regroups Dejavu's own matches by (song, offset difference) as its `align_matches` does and
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import psycopg2.extras
+from scipy.ndimage import generate_binary_structure, iterate_structure, maximum_filter
 
 from ..audio.decode import load_audio
 from ..core.config import DejavuConfig
@@ -53,12 +56,47 @@ _SONG_NAME_MAX = 250  # VARCHAR(250) in Dejavu's songs table
 # ---------------------------------------------------------------------------------------------
 
 
+def diamond_maximum_filter(input: np.ndarray, footprint: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+    """scipy's `maximum_filter(input, footprint=...)` for Dejavu's diamond peak mask, as r rounds of a
+    5-point (cross) maximum instead of one 41 x 41 footprint: 88 % of Dejavu's fingerprint time goes
+    to that filter.
+
+    A diamond of radius r is r dilations by the cross, and with a symmetric footprint scipy's default
+    'reflect' border gives the same maxima as ignoring the outside.  Any other footprint or argument,
+    and arrays no wider than the footprint (where scipy's border handling differs), go to scipy itself.
+    """
+    footprint = None if footprint is None else np.asarray(footprint, dtype=bool)
+    radius = None if footprint is None else (footprint.shape[0] - 1) // 2
+    if (
+        kwargs
+        or footprint is None
+        or input.ndim != 2
+        or not np.issubdtype(input.dtype, np.floating)
+        or footprint.shape != (2 * radius + 1, 2 * radius + 1)
+        or min(input.shape) <= footprint.shape[0]
+        or not np.array_equal(footprint, iterate_structure(generate_binary_structure(2, 1), radius))
+    ):
+        return maximum_filter(input, footprint=footprint, **kwargs)
+    out = np.array(input, copy=True)
+    previous = np.empty_like(out)
+    for _ in range(radius):
+        previous[...] = out
+        np.maximum(out[1:], previous[:-1], out=out[1:])
+        np.maximum(out[:-1], previous[1:], out=out[:-1])
+        np.maximum(out[:, 1:], previous[:, :-1], out=out[:, 1:])
+        np.maximum(out[:, :-1], previous[:, 1:], out=out[:, :-1])
+    return out
+
+
 @contextmanager
 def _dejavu_settings(config: DejavuConfig) -> Iterator[None]:
     """Set Dejavu's module-level fingerprint settings for one call, then put the published ones back."""
-    saved = {name: getattr(dejavu_fingerprint, name) for name in config.module_settings()}
+    settings = dict(config.module_settings())
+    if config.fast_peak_filter:
+        settings["maximum_filter"] = diamond_maximum_filter
+    saved = {name: getattr(dejavu_fingerprint, name) for name in settings}
     try:
-        for name, value in config.module_settings().items():
+        for name, value in settings.items():
             setattr(dejavu_fingerprint, name, value)
         yield
     finally:

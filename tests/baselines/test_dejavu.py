@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 
 from ausil_lib.audio.decode import AudioError, encode
-from ausil_lib.baselines.dejavu import SAMPLE_RATE, DejavuIndex, DejavuMethod, dejavu_fingerprint, file_hashes
+from scipy.ndimage import generate_binary_structure, iterate_structure, maximum_filter
+
+from ausil_lib.baselines.dejavu import (
+    SAMPLE_RATE,
+    DejavuIndex,
+    DejavuMethod,
+    dejavu_fingerprint,
+    dejavu_hashes,
+    dejavu_samples,
+    diamond_maximum_filter,
+    file_hashes,
+)
 from ausil_lib.baselines.postgres import PostgresCluster
 from ausil_lib.core.config import DejavuConfig, from_section
 
@@ -79,8 +90,43 @@ def test_a_recording_matches_itself_and_settings_are_restored(index: DejavuIndex
     matches = index.query(str(media["r3"]))
     assert max(matches, key=lambda name: matches[name].score) == "r3"
     assert matches["r3"].offset_frames == 0
-    # the published module settings are back once Dejavu has run
+    # the published module settings, and scipy's filter, are back once Dejavu has run
     assert (dejavu_fingerprint.PEAK_NEIGHBORHOOD_SIZE, dejavu_fingerprint.CONNECTIVITY_MASK) == (10, 2)
+    assert dejavu_fingerprint.maximum_filter is maximum_filter
+
+
+@pytest.mark.parametrize("radius", [1, 3, 20])
+@pytest.mark.parametrize("shape", [(2049, 43), (2049, 300), (50, 2049), (60, 60), (2049, 20), (4, 300), (2049, 1)])
+@pytest.mark.parametrize("values", ["continuous", "ties", "silence"])
+def test_diamond_filter_equals_scipys(radius: int, shape: tuple[int, int], values: str) -> None:
+    """The same array as scipy's maximum filter, borders and ties included; shapes no wider than the
+    footprint (2049 x 20, 4 x 300) exercise the hand-over to scipy, whose border differs there."""
+    rng = np.random.default_rng(radius * 1000 + shape[1])
+    array = rng.normal(0.0, 10.0, shape)
+    if values == "ties":
+        array = np.round(array / 5.0)
+    elif values == "silence":
+        array[array < 5.0] = 0.0  # mostly zeros, as silent spectrogram regions after Dejavu's log
+    footprint = iterate_structure(generate_binary_structure(2, 1), radius)
+    expected = maximum_filter(array, footprint=footprint)
+    assert np.array_equal(diamond_maximum_filter(array, footprint=footprint), expected)
+
+
+def test_diamond_filter_leaves_other_footprints_to_scipy() -> None:
+    array = np.random.default_rng(3).normal(size=(200, 200))
+    square = iterate_structure(generate_binary_structure(2, 2), 4)
+    assert np.array_equal(diamond_maximum_filter(array, footprint=square), maximum_filter(array, footprint=square))
+    assert np.array_equal(
+        diamond_maximum_filter(array, footprint=square, mode="constant"),
+        maximum_filter(array, footprint=square, mode="constant"),
+    )
+
+
+@pytest.mark.parametrize("name", ["r1", "r4", "excerpt"])
+def test_fast_peak_filter_gives_dejavus_hashes(media: dict[str, Path], name: str) -> None:
+    samples = dejavu_samples(media[name])
+    fast = dejavu_hashes(samples, DejavuConfig(fast_peak_filter=True))
+    assert len(fast) > 1000 and fast == dejavu_hashes(samples, DejavuConfig(fast_peak_filter=False))
 
 
 def test_workers_index_what_one_process_indexes(index: DejavuIndex, media: dict[str, Path], tmp_path: Path) -> None:
