@@ -79,21 +79,29 @@ def refine_line(
     mid = 0.5 * (first + last)
     j_mid = intercept + slope * mid
     lo, hi = 1.0 / cfg.speed_max, 1.0 / cfg.speed_min
-    best = (-np.inf, slope, intercept)
-    for s in np.clip(slope * np.exp(np.linspace(-REFINE_SPAN, REFINE_SPAN, REFINE_STEPS)), lo, hi):
-        for dj in np.arange(-2.0, 2.01, 0.25):
-            c = j_mid + dj - s * mid
-            values = _along(z, s, c)[rows]
-            score = float(np.nanmean(values)) if np.isfinite(values).any() else -np.inf
-            if score > best[0]:
-                best = (score, float(s), float(c))
-    return best[1], best[2]
+    # every (slope, offset) candidate at once, slope-major as the search order: the first best wins
+    s = np.clip(slope * np.exp(np.linspace(-REFINE_SPAN, REFINE_SPAN, REFINE_STEPS)), lo, hi)[:, None]
+    c = j_mid + np.arange(-2.0, 2.01, 0.25)[None, :] - s * mid
+    s, c = np.broadcast_arrays(s, c)
+    values = _sample(z, rows, c.reshape(-1, 1) + s.reshape(-1, 1) * rows)
+    finite = np.isfinite(values)
+    with np.errstate(invalid="ignore"):  # a candidate wholly off the map scores -inf, never NaN
+        scores = np.where(finite, values, 0.0).sum(axis=1) / finite.sum(axis=1)
+    scores[~finite.any(axis=1)] = -np.inf
+    best = int(np.argmax(scores))
+    if not scores[best] > -np.inf:
+        return slope, intercept
+    return float(s.flat[best]), float(c.flat[best])
 
 
 def _along(z: np.ndarray, slope: float, intercept: float) -> np.ndarray:
     """z sampled on the line j = intercept + slope * i for every row i (linear in j; NaN off the map)."""
     rows = np.arange(z.shape[0])
-    j = intercept + slope * rows
+    return _sample(z, rows, intercept + slope * rows)
+
+
+def _sample(z: np.ndarray, rows: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """z at fractional columns j of `rows` (j's last axis runs along rows), linear in j; NaN off the map."""
     inside = (j >= 0) & (j <= z.shape[1] - 1)
     j0 = np.clip(np.floor(j).astype(int), 0, z.shape[1] - 1)
     j1 = np.minimum(j0 + 1, z.shape[1] - 1)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ausil_lib.audio.decode import AudioError, encode
 from scipy.ndimage import generate_binary_structure, iterate_structure, maximum_filter
 
+from ausil_lib.audio.decode import AudioError, encode
 from ausil_lib.baselines.dejavu import (
     SAMPLE_RATE,
     DejavuIndex,

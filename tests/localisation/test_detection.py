@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from ausil_lib.core.config import LocalisationConfig
-from ausil_lib.localisation.detection import MapGeometry, detect_segments, robust_z
+from ausil_lib.localisation.detection import (
+    REFINE_SPAN,
+    REFINE_STEPS,
+    MapGeometry,
+    _along,
+    detect_segments,
+    refine_line,
+    robust_z,
+)
 
 STEP, WINDOW = 0.25, 2.0
 CFG = LocalisationConfig()
@@ -47,6 +55,46 @@ def test_one_band_ends_and_speed(speed: float) -> None:
     assert s.video_start == pytest.approx(10.0, abs=0.6)
     assert s.video_end == pytest.approx(10.0 + 8.0 / speed, abs=0.6)
     assert s.speed == pytest.approx(speed, rel=0.05)
+
+
+def _refine_one_by_one(z: np.ndarray, slope: float, intercept: float, first: float, last: float) -> tuple[float, float]:
+    """refine_line's search written out candidate by candidate: nanmean of z along each line over the
+    run's rows, slopes outer and offsets inner, the first highest kept."""
+    rows = np.arange(int(np.ceil(first)), int(np.floor(last)) + 1)
+    mid = 0.5 * (first + last)
+    j_mid = intercept + slope * mid
+    best = (-np.inf, slope, intercept)
+    slopes = np.clip(slope * np.exp(np.linspace(-REFINE_SPAN, REFINE_SPAN, REFINE_STEPS)), 0.5, 2.0)
+    for s in slopes:
+        for dj in np.arange(-2.0, 2.01, 0.25):
+            c = j_mid + dj - s * mid
+            values = _along(z, s, c)[rows]
+            score = float(np.nanmean(values)) if np.isfinite(values).any() else -np.inf
+            if score > best[0]:
+                best = (score, float(s), float(c))
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize(
+    ("slope", "intercept", "first", "last"),
+    [
+        (0.75, 23.5, 16.0, 48.0),  # a tilted start along the 1.5x band: pulled onto it
+        (0.6, 3.0, 0.0, 79.0),  # lines leaving the map on both sides (NaN cells left out of the means)
+        (1.0, -60.0, 10.0, 30.0),  # part of the candidates wholly off the map
+        (1.0, 500.0, 10.0, 30.0),  # all of them off the map: the line comes back unchanged
+    ],
+)
+def test_refine_line_is_the_best_candidate_in_search_order(
+    slope: float, intercept: float, first: float, last: float
+) -> None:
+    z = robust_z(band_map(80, 120, [(5.0, 13.0, 10.0, 1.5)], seed=3))
+    refined = refine_line(z, slope, intercept, first, last, CFG)
+    assert refined == _refine_one_by_one(z, slope, intercept, first, last)
+    if intercept == 500.0:
+        assert refined == (slope, intercept)
+    if slope == 0.75:  # the band: video cell j = 36 + (i - 16) / 1.5 (query 5 s at row 16, video 10 s)
+        assert refined[0] == pytest.approx(1 / 1.5, rel=0.05)
+        assert refined[1] + refined[0] * 32 == pytest.approx(36 + 16 / 1.5, abs=0.5)
 
 
 def test_two_separate_matches_best_first() -> None:
