@@ -210,10 +210,15 @@ def _neighbours(
 ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """Exhaustive nearest neighbours of src rows among tgt rows: (src row, tgt row) links, labelled, tied."""
     src_rows, tgt_rows, n_labelled, n_tied = [], [], 0, 0
+    tgt_t = tgt.T.contiguous()
     for start in range(0, src.shape[0], cfg.batch_size):
         block = src[start : start + cfg.batch_size]
-        # higher is nearer: minus L1 for slides, intersection size for tiles; both integer-exact in float32
-        closeness = -torch.cdist(block, tgt, p=1) if method == "slides" else block @ tgt.T
+        # higher is nearer: minus L1 for slides, intersection size for tiles; both integer-exact in float32,
+        # and tiles' int8 0/1 rows are multiplied as integers (int32 sums, about 5x faster on CPU)
+        if method == "slides":
+            closeness = -torch.cdist(block, tgt, p=1)
+        else:
+            closeness = torch._int_mm(block, tgt_t) if block.dtype == torch.int8 else block @ tgt_t
         best, first = closeness.max(dim=1)  # torch returns the first maximal index: ties -> smallest j
         labelled = torch.ones_like(best, dtype=torch.bool) if method == "slides" else best > 0
         tied = (closeness == best[:, None]) & labelled[:, None]
@@ -239,8 +244,10 @@ def nearest_labels(query: Fingerprints, ref: Fingerprints, cfg: SpectroConfig) -
         empty = np.zeros(0, np.int64)
         return Labels(empty, empty, 0, 0)
     device = resolve_device(cfg.device)
-    q_vals = torch.from_numpy(query.values[q_frames]).to(device=device, dtype=torch.float32)
-    r_vals = torch.from_numpy(ref.values[r_frames]).to(device=device, dtype=torch.float32)
+    # tiles on CPU as int8 for torch's integer matmul; elsewhere float32 (the same integers either way)
+    dtype = torch.int8 if query.method == "tiles" and device.type == "cpu" else torch.float32
+    q_vals = torch.from_numpy(query.values[q_frames]).to(device=device, dtype=dtype)
+    r_vals = torch.from_numpy(ref.values[r_frames]).to(device=device, dtype=dtype)
     if cfg.direction == "query_to_ref":
         q_rows, r_rows, n_labelled, n_tied = _neighbours(q_vals, r_vals, query.method, cfg)
     else:
