@@ -273,9 +273,14 @@ class Extractor:
                     str(result.reason) if isinstance(result, AudioError) else f"{type(result).__name__}: {result}",
                 )
             else:
-                self.store(vid, path, result, output_dir)
-                report.extracted.append(vid)
-                report.audio_seconds += result.duration
+                try:
+                    self.store(vid, path, result, output_dir)
+                except (ValueError, RuntimeError) as exc:  # a file the networks cannot describe (a partner's
+                    # segment count that cannot be joined, its network failing): reported, the run goes on
+                    report.failed[vid] = (path, f"{type(exc).__name__}: {exc}")
+                else:
+                    report.extracted.append(vid)
+                    report.audio_seconds += result.duration
             bar.update(1)
             bar.set_postfix(failed=len(report.failed))
         bar.close()

@@ -93,6 +93,33 @@ def test_a_bad_file_is_reported_and_the_others_are_joined(partner: Partner, medi
     assert list(report.failed) == ["broken"] and str(broken) in report.failed["broken"][0]
 
 
+@pytest.mark.parametrize("failure", ["segment count", "network error"])
+def test_a_file_the_partner_cannot_describe_is_reported_and_the_others_are_joined(
+    partner: Partner, media: dict[str, str], tmp_path, monkeypatch, failure: str
+):
+    """Failures after decoding (the two networks' windows cannot be joined, or musicnn fails on the
+    file) are reported by file like a bad decode, and the run goes on."""
+    describe_all = partner.describe
+    long_clip = int(CLIPS["b"][1] * 16000) - 1000  # samples: only clip b (6 s at 16 kHz) is this long
+
+    def failing(audio: np.ndarray) -> np.ndarray:
+        if audio.size < long_clip:
+            return describe_all(audio)
+        if failure == "network error":
+            raise RuntimeError("musicnn failed on this clip")
+        return describe_all(audio)[:1]  # one window where the backbone has several
+
+    monkeypatch.setattr(partner, "describe", failing)
+    out = tmp_path / "out"
+    report = _extractor(partner).run(media, out, progress=False)
+    assert report.extracted == ["a"] and list(report.failed) == ["b"]
+    reason = report.failed["b"][1]
+    assert ("musicnn failed" in reason) if failure == "network error" else ("b: " in reason and "segments" in reason)
+    assert is_current(feature_path(out, "a"), _extractor(partner).signature)
+    assert not feature_path(out, "b").exists()
+    assert "b\t" in (out / "failures.tsv").read_text()
+
+
 def test_the_sharded_store_refuses_a_partner_by_name(partner: Partner, media: dict[str, str], tmp_path):
     joined = _extractor(partner)
     with FeatureStore(tmp_path / "store", joined.signature) as store:
