@@ -110,6 +110,31 @@ def test_pca_whitens_the_sample() -> None:
     np.testing.assert_allclose(cov, np.eye(16), atol=1e-6)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pca_weights_have_no_subnormals_and_whiten_as_before(seed: int) -> None:
+    # ReLU-like descriptors with dead dimensions, as an untrained backbone gives: the eigensolver
+    # leaves entries far below float32's normal range, which slow every product with them.
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal((2000, 256)), 0).astype(np.float32)
+    x[:, rng.choice(256, 100, replace=False)] = 0
+    mean, weights = learn_pca(x, eps=1e-4)
+    tiny = np.finfo(np.float32).tiny
+    assert not np.any((np.abs(weights) < tiny) & (weights != 0))
+    # the unflushed projection, computed here the way learn_pca did before
+    xd = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    eigval, eigvec = np.linalg.eigh(np.cov(xd - xd.mean(axis=0), rowvar=False))
+    eigval, eigvec = eigval[::-1], eigvec[:, ::-1]
+    raw = (eigvec / np.sqrt(np.maximum(eigval, 1e-4 * eigval[0]))).astype(np.float32)
+    assert np.any((np.abs(raw) < tiny) & (raw != 0))  # the case this test is about occurs
+    model, unflushed = AuSiL(dims=256, variant="mac_w"), AuSiL(dims=256, variant="mac_w")
+    model.set_pca(mean, weights)
+    unflushed.set_pca(mean, raw)
+    rows = torch.from_numpy(x[:50])
+    with torch.no_grad():
+        ours, before = model.whiten(rows), unflushed.whiten(rows)
+        torch.testing.assert_close(ours @ ours.T, before @ before.T, rtol=0.0, atol=1e-30)
+
+
 def test_save_and_load_round_trip(tmp_path) -> None:
     torch.manual_seed(0)
     model = AuSiL()
