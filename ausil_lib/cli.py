@@ -224,10 +224,16 @@ def cmd_build_corpus(args: argparse.Namespace) -> int:
     from .datasets.embedded.corpus import build_corpus
 
     params = _params(args)
+    if args.cross_corpus and args.train_corpus:
+        raise SystemExit("build-corpus: --cross-corpus and --train-corpus build different corpora; give one")
     if args.cross_corpus:
         from .core.config import cross_corpus_params
 
         params = cross_corpus_params(params)
+    if args.train_corpus:
+        from .core.config import train_corpus_params
+
+        params = train_corpus_params(params)
     summary = build_corpus(
         params,
         args.sources,
@@ -272,7 +278,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, info = load_backbone(params)
     if (args.cross_features_dir is None) != (args.cross_corpus is None):
         raise SystemExit("train: give both --cross-features-dir and --cross-corpus, or neither")
+    if (args.extra_features_dir is None) != (args.extra_corpus is None):
+        raise SystemExit("train: give both --extra-features-dir and --extra-corpus, or neither")
     cross = (args.cross_features_dir, args.cross_corpus) if args.cross_corpus else None
+    extra = (args.extra_features_dir, args.extra_corpus) if args.extra_corpus else None
     meta = train_ausil(
         params,
         args.features_dir,
@@ -282,6 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         info.label,
         progress=not args.no_progress,
         cross=cross,
+        extra=extra,
     )
     print(f"triplets: {meta['triplets']}")
     cross_note = f", cross-corpus val mAP {meta['cross_val_map']:.4f}" if cross else ""
@@ -704,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build the cross-corpus validation set (params.yaml cross_corpus) from --sources instead",
     )
+    p.add_argument(
+        "--train-corpus",
+        action="store_true",
+        help="build AuSiL's extra training corpus (params.yaml train_corpus) from --sources instead",
+    )
 
     p = add(
         "train-backbone",
@@ -732,7 +747,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         cmd_train,
         "train the AuSiL similarity network",
-        "Learn PCA whitening from train-split segment descriptors, mine triplets from the train benchmark "
+        "Learn PCA whitening from train-split segment descriptors (an extra training corpus's too, when "
+        "given), mine triplets from the train benchmark(s) "
         "(positive and hard-negative thresholds of the paper), train context vector and similarity CNN "
         "with the triplet loss plus similarity regularisation (params training), and keep the checkpoint "
         "with the best validation mAP (val, and the cross-corpus val set when given).",
@@ -748,6 +764,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="descriptors of the cross-corpus validation set: select on it as well (needs --cross-corpus)",
     )
     p.add_argument("--cross-corpus", default=None, help="cross-corpus directory (e.g. data/cross_corpus)")
+    p.add_argument(
+        "--extra-features-dir",
+        default=None,
+        help="descriptors of an extra training corpus: train on its train split too (needs --extra-corpus)",
+    )
+    p.add_argument("--extra-corpus", default=None, help="extra training corpus directory (e.g. data/train_corpus)")
     p.add_argument(
         "--backbone",
         default=None,

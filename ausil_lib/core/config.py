@@ -628,6 +628,36 @@ class CrossCorpusConfig:
 
 
 @dataclass(frozen=True)
+class TrainCorpusConfig:
+    """params.yaml `train_corpus`: more training queries for AuSiL's similarity network (issue 13), built
+    with the main corpus's construction from `backbone_sources`, every recording in `train`.
+
+    Trained on the 38 queries of the main train split alone, the network learns that material: it scores
+    below its own input similarity (MAC + W) on the cross-corpus `val`, and more queries of the same
+    recordings do not change that (scripts/ausil_data_curve.py). Queries of other recordings do
+    (scripts/ausil_variety_probe.py).
+    """
+
+    seed: int = 3
+    queries_per_recording: int = 1
+
+    def __post_init__(self) -> None:
+        if self.queries_per_recording < 1:
+            raise ValueError(f"train_corpus.queries_per_recording must be at least 1, got {self.queries_per_recording}")
+
+    def corpus(self, main: CorpusConfig) -> CorpusConfig:
+        """The main corpus's construction with every recording in `train`, no speed copies, own seed."""
+        size = replace(main.sizes[main.size], queries_per_recording=self.queries_per_recording)
+        return replace(
+            main,
+            seed=self.seed,
+            split_fractions=FrozenMap({"train": 1.0, "val": 0.0, "test": 0.0}),
+            speed_splits=(),
+            sizes=FrozenMap({**main.sizes, main.size: size}),
+        )
+
+
+@dataclass(frozen=True)
 class BackboneTrainingConfig:
     """params.yaml `backbone_training`: the self-supervised backbone (when the AudioSet weights are absent)."""
 
@@ -1077,6 +1107,7 @@ class Params:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     cross_corpus: CrossCorpusConfig = field(default_factory=CrossCorpusConfig)
     backbone_sources: SourcesConfig = field(default_factory=_backbone_sources)
+    train_corpus: TrainCorpusConfig = field(default_factory=TrainCorpusConfig)
     backbone_training: BackboneTrainingConfig = field(default_factory=BackboneTrainingConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     dejavu: DejavuConfig = field(default_factory=DejavuConfig)
@@ -1095,7 +1126,7 @@ class Params:
         }
         seen: dict[tuple[str, str], str] = {}
         if any(self.sources is other for other in list(named.values())[1:]):
-            del named["sources"]  # put in place by cross_corpus_params / backbone_sources_params: not a clash
+            del named["sources"]  # put in place by one of the *_params functions below: not a clash
         for where, src in named.items():
             used = [] if src.music_dir else [("package", p.name) for p in src.debian_packages]
             used += [] if src.music_dir else [("album", p.album) for p in src.debian_packages]
@@ -1118,6 +1149,12 @@ def cross_corpus_params(params: Params) -> Params:
     corpus's construction, every recording in `val`."""
     cc = params.cross_corpus
     return replace(params, sources=cc.sources, corpus=cc.corpus(params.corpus))
+
+
+def train_corpus_params(params: Params) -> Params:
+    """The settings that build AuSiL's extra training corpus: `backbone_sources` as its recordings, the
+    main corpus's construction, every recording in `train`."""
+    return replace(params, sources=params.backbone_sources, corpus=params.train_corpus.corpus(params.corpus))
 
 
 def parse_params(raw: Mapping[str, Any]) -> Params:

@@ -56,6 +56,30 @@ def descriptor_width(features: Mapping[str, np.ndarray], source: Path) -> int:
     return widths[0]
 
 
+EXTRA_PREFIX = "extra:"  # an extra training corpus's ids in memory, so that they cannot meet the main corpus's
+
+
+def training_material(
+    features_dir: Path,
+    corpus_dir: Path,
+    extra: tuple[Path, Path] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, list[str]]]]:
+    """The train split's descriptors and annotation, joined with an extra training corpus's train split
+    (`extra`: its features and corpus directories; its ids prefixed with EXTRA_PREFIX) when given."""
+    train = load_benchmark_features(features_dir, corpus_dir / "train")
+    ann = read_annotations(corpus_dir / "train" / "annotation.json")
+    if extra:
+        more = load_benchmark_features(extra[0], extra[1] / "train")
+        if not more:
+            raise ValueError(f"{extra[0]}: no descriptors of {extra[1] / 'train'}'s videos")
+        train |= {EXTRA_PREFIX + v: d for v, d in more.items()}
+        ann |= {
+            EXTRA_PREFIX + q: {label: [EXTRA_PREFIX + v for v in vids] for label, vids in labels.items()}
+            for q, labels in read_annotations(extra[1] / "train" / "annotation.json").items()
+        }
+    return train, ann
+
+
 def global_vectors(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Average of the L2-normalised segment descriptors, L2-normalised: the paper's global audio vector."""
     out = {}
@@ -180,8 +204,12 @@ def train_ausil(
     backbone_label: str,
     progress: bool = True,
     cross: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+    extra: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
 ) -> dict[str, Any]:
     """Learn PCA, mine triplets, train `max_steps` steps (`budget_s` is a safety cap), keep the best checkpoint.
+
+    With `extra` (features dir, corpus dir) the PCA and the triplets come from that corpus's train split as
+    well as this one's (params.yaml `train_corpus`); validation is unchanged.
 
     The best checkpoint maximises val mAP, or, with `cross` (features dir, cross-corpus dir), the
     weighted mean of val and cross-corpus val mAP (`cross_corpus.selection_weight`). A checkpoint
@@ -195,14 +223,15 @@ def train_ausil(
     device = resolve_device(params.device)
     features_dir, corpus_dir = Path(features_dir), Path(corpus_dir)
     backbone_label = recorded_backbone(features_dir, backbone_label)
-    if cross and (cross_label := recorded_backbone(cross[0], backbone_label)) != backbone_label:
-        raise ValueError(f"{cross[0]}: descriptors of '{cross_label}', but {features_dir} holds '{backbone_label}'")
-    train = load_benchmark_features(features_dir, corpus_dir / "train")
+    for other in (cross, extra):
+        if other and (other_label := recorded_backbone(other[0], backbone_label)) != backbone_label:
+            raise ValueError(f"{other[0]}: descriptors of '{other_label}', but {features_dir} holds '{backbone_label}'")
+    extra_dirs = (Path(extra[0]), Path(extra[1])) if extra else None
+    train, train_ann = training_material(features_dir, corpus_dir, extra_dirs)
     val = load_benchmark_features(features_dir, corpus_dir / "val")
     model = AuSiL(dims=descriptor_width(train, features_dir), variant="full")
     model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, seed), float(cfg.pca_eps)))
     model.to(device)
-    train_ann = read_annotations(corpus_dir / "train" / "annotation.json")
     pos_max, margin = mining_thresholds(cfg, positive_distances(train, train_ann))
     triplets = mine_triplets(train, train_ann, pos_max, margin)
     if not triplets.items:
@@ -232,9 +261,19 @@ def train_ausil(
     curve = [{"step": 0, "loss": None, **{k: v for k, v in best.items() if k != "step"}, "seconds": 0.0}]
     step, elapsed = 0, 0.0
     ckpt = Path(output).with_name(Path(output).name + ".ckpt")
+    extra_note = (
+        {
+            "corpus": str(extra[1]),
+            "videos": sum(v.startswith(EXTRA_PREFIX) for v in train),
+            "queries": sum(q.startswith(EXTRA_PREFIX) for q in train_ann),
+        }
+        if extra
+        else None
+    )
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["config"] == plain(cfg) and state["backbone"] == backbone_label and state.get("selection") == weight:
+        same = state["config"] == plain(cfg) and state["backbone"] == backbone_label
+        if same and state.get("selection") == weight and state.get("extra") == extra_note:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             rng.bit_generator.state = state["rng"]
@@ -285,6 +324,7 @@ def train_ausil(
                     "config": plain(cfg),
                     "backbone": backbone_label,
                     "selection": weight,
+                    "extra": extra_note,
                 },
             )
     bar.close()
@@ -299,6 +339,7 @@ def train_ausil(
         "cross_val_map": best.get("cross_val_map"),
         "selection": "val mAP" if not cross else f"{1 - weight:g} x val mAP + {weight:g} x cross-corpus val mAP",
         "triplets": triplets.stats,
+        "extra_training_corpus": extra_note,
         "mining": {"mode": cfg.mining, "positive_max_distance": round(pos_max, 5), "negative_margin": round(margin, 5)},
         "pca_sample": int(min(cfg.pca_sample_size, sum(d.shape[0] for d in train.values()))),
         "config": plain(cfg),

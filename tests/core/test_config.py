@@ -19,6 +19,7 @@ from ausil_lib.core.config import (
     load_params,
     parse_params,
     plain,
+    train_corpus_params,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -218,3 +219,16 @@ def test_the_fetch_helpers_swap_sources_without_a_clash() -> None:
     params = load_params(ROOT / "params.yaml")
     assert backbone_sources_params(params).sources == params.backbone_sources
     assert cross_corpus_params(params).sources == params.cross_corpus.sources
+    extra = train_corpus_params(params)
+    assert extra.sources == params.backbone_sources
+    assert extra.corpus.split_fractions == {"train": 1.0, "val": 0.0, "test": 0.0} and not extra.corpus.speed_splits
+    size = extra.corpus.sizes[extra.corpus.size]
+    assert size.queries_per_recording == params.train_corpus.queries_per_recording
+    assert params.corpus.sizes == load_params(ROOT / "params.yaml").corpus.sizes  # the main corpus's untouched
+
+
+def test_the_train_corpus_needs_a_query_per_recording() -> None:
+    raw = shipped()
+    raw["train_corpus"]["queries_per_recording"] = 0
+    with pytest.raises(ValueError, match="train_corpus.queries_per_recording must be at least 1, got 0"):
+        parse_params(raw)

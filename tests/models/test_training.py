@@ -335,3 +335,50 @@ def test_the_model_names_the_backbone_its_descriptors_record(tmp_path: Path) -> 
         training.train_ausil(
             params, feats, corpus, tmp_path / "n.pt", tmp_path / "n.json", "test", False, (tmp_path / "xfeat", cross)
         )
+
+
+def test_an_extra_training_corpus_adds_its_triplets_and_whitening(tmp_path: Path) -> None:
+    """An extra corpus whose ids equal the main corpus's (each corpus numbers its own clips) is trained on
+    beside it, not in its place: its positives are mined too, its segments enter the PCA, and validation
+    stays the main corpus's."""
+    from ausil_lib.core.formats import write_annotations, write_ids
+    from ausil_lib.features.extraction import feature_path, save_features
+    from ausil_lib.models import training
+    from ausil_lib.models.ausil import load_model
+
+    params, feats, corpus = _tiny_training_setup(tmp_path)
+    rng, extra, xfeat = np.random.default_rng(21), tmp_path / "extra", tmp_path / "xfeat"
+    ids = []
+    for k in range(4):
+        base = rng.random((12, 2528)).astype(np.float32) * 3.0
+        for vid, desc in ((f"train{k}", base), (f"train{k}c", noisy_copy(base, 0.05, 30 + k))):
+            save_features(feature_path(xfeat, vid), desc, {"video_id": vid})
+            ids.append(vid)
+    write_ids(extra / "train" / "dataset_ids.txt", ids)
+    write_annotations(
+        extra / "train" / "annotation.json", {f"train{k}": {"DA": [f"train{k}c"], "JUNK": []} for k in range(4)}
+    )
+    alone = training.train_ausil(params, feats, corpus, tmp_path / "a.pt", tmp_path / "a.json", "test", False)
+    both = training.train_ausil(
+        params, feats, corpus, tmp_path / "b.pt", tmp_path / "b.json", "test", False, extra=(xfeat, extra)
+    )
+    assert alone["triplets"]["positive_pairs"] == 3 and alone["extra_training_corpus"] is None
+    assert both["triplets"]["positive_pairs"] == 3 + 4
+    assert both["extra_training_corpus"] == {"corpus": str(extra), "videos": 8, "queries": 4}
+    assert (alone["pca_sample"], both["pca_sample"]) == (6 * 12, min(14 * 12, params.training.pca_sample_size))
+    a, _ = load_model(tmp_path / "a.pt")
+    b, _ = load_model(tmp_path / "b.pt")
+    assert not torch.allclose(a.pca_mean, b.pca_mean, atol=1e-3)  # the extra segments (scaled by 3) moved it
+
+    material, ann = training.training_material(feats, corpus, (xfeat, extra))
+    assert set(material) == {f"train{k}{c}" for k in range(3) for c in ("", "c")} | {
+        f"{training.EXTRA_PREFIX}train{k}{c}" for k in range(4) for c in ("", "c")
+    }
+    assert ann[f"{training.EXTRA_PREFIX}train3"] == {"DA": [f"{training.EXTRA_PREFIX}train3c"], "JUNK": []}
+
+    labelled = {"video_id": "train0", "backbone": {"label": "another backbone"}}
+    save_features(feature_path(xfeat, "train0"), np.ones((12, 2528), np.float32), labelled)
+    with pytest.raises(ValueError, match="xfeat: descriptors of 'another backbone'"):
+        training.train_ausil(
+            params, feats, corpus, tmp_path / "c.pt", tmp_path / "c.json", "test", False, extra=(xfeat, extra)
+        )

@@ -223,6 +223,27 @@ def test_split_counts(n: int, fractions: dict[str, float], expected: dict[str, i
     assert _split_counts(n, fractions) == expected
 
 
+def test_train_corpus_holds_only_train(corpus, tmp_path: Path) -> None:
+    """AuSiL's extra training corpus (own seed, every recording in train, no speed copies, its queries per
+    recording) on the same tiny sources."""
+    from dataclasses import replace
+
+    from ausil_lib.core.config import train_corpus_params
+
+    params, root, _ = corpus
+    params = replace(params, train_corpus=replace(params.train_corpus, queries_per_recording=2))
+    extra = replace(train_corpus_params(params), sources=params.sources)  # the fixture's music, not Debian's
+    build_corpus(extra, root / "sources", tmp_path / "t", progress=False)
+    log = log_of(tmp_path / "t")
+    assert {c["split"] for c in log["clips"]} == {"train"}
+    assert {r["split"] for r in log["recordings"].values()} == {"train"}
+    ann = read_annotations(tmp_path / "t" / "train" / "annotation.json")
+    music = [r for r in log["recordings"].values() if r["kind"] == "music"]
+    assert len(ann) >= 2 * len(music) > 0  # the tiny size's one query per recording, raised to two
+    assert not read_ids(tmp_path / "t" / "val" / "dataset_ids.txt")
+    assert not any((tmp_path / "t" / f"{s}_speed").exists() for s in ("train", "val", "test"))
+
+
 def test_cross_corpus_holds_only_val_and_its_speed_copies(corpus, tmp_path: Path) -> None:
     """The cross-corpus settings (own seed, every recording in val) on the same tiny sources."""
     from dataclasses import replace

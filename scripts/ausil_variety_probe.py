@@ -1,0 +1,145 @@
+"""Does AuSiL's similarity network transfer when it trains on more varied recordings? (issue 13)
+
+The data curve (`scripts/ausil_data_curve.py`) trained the network on 5 to 38 queries of the main
+corpus and saw no change: always below MAC + W on the cross-corpus `val`. Those queries come from 30
+recordings. This probe varies the recordings instead: it builds params.yaml `train_corpus` (the main
+corpus's construction on `backbone_sources`, pinned Debian packages and espeak-ng voices that neither
+corpus uses) with another construction seed or number of queries per recording, extracts it with the
+run's backbone, and trains the network as `train@main` trains it, on the main train split's triplets
+plus that corpus's (`train_ausil(extra=…)`). With params.yaml's own seed it repeats `train@main`; other
+seeds show how much the gain depends on which clips were drawn. `test` is never read.
+
+    python scripts/ausil_variety_probe.py --seed 4
+    python scripts/ausil_variety_probe.py --seed 3 --queries-per-recording 2
+
+Whitening is learnt from all training videos, so the extra corpus also moves MAC + W: the row's MAC + W
+columns use the main train split's whitening (the pipeline's before `train_corpus`), `merged_whitening`
+the whitening of both. Run from the repository root after `make repro` (it reads data/backbone_sources,
+features/main, features/cross_main, data/corpus and data/cross_corpus). Rows go to
+reports/ablations/ausil_data_curve.json, beside the data curve's, with the recipe naming the corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
+
+# isort: split
+from ausil_data_curve import CORPUS, CROSS_CORPUS, CROSS_FEATURES, FEATURES, speed_map
+
+from ausil_lib.core.config import Params, load_params, plain, resolve_device, train_corpus_params
+from ausil_lib.core.formats import atomic_write_json, read_annotations, read_video_list
+from ausil_lib.datasets.embedded.corpus import build_corpus
+from ausil_lib.features.extraction import Extractor
+from ausil_lib.models.ausil import AuSiL, learn_pca, load_model
+from ausil_lib.models.backbone import load_backbone
+from ausil_lib.models.training import (
+    descriptor_width,
+    load_benchmark_features,
+    pca_sample,
+    train_ausil,
+    training_material,
+    validation_map,
+)
+
+
+def mac_w(params: Params, train: dict[str, Any], cross_features: Path) -> dict[str, float]:
+    """MAC + W on the selection sets and the cross-corpus val_speed, whitening learnt from `train`."""
+    cfg = params.training
+    model = AuSiL(dims=descriptor_width(train, FEATURES), variant="mac_w")
+    model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps)))
+    device = resolve_device(params.device)
+    model.to(device).eval()
+    val = load_benchmark_features(FEATURES, CORPUS / "val")
+    cross = load_benchmark_features(cross_features, CROSS_CORPUS / "val")
+    return {
+        "val_mac_w": round(validation_map(model, val, CORPUS / "val", device), 5),
+        "cross_val_mac_w": round(validation_map(model, cross, CROSS_CORPUS / "val", device), 5),
+        "cross_val_speed_mac_w": speed_map(model, params, cross_features),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=None, help="the corpus's construction seed (params.yaml's)")
+    ap.add_argument("--queries-per-recording", type=int, default=None, help="(params.yaml's)")
+    ap.add_argument("--sources", type=Path, default=Path("data/backbone_sources"))
+    ap.add_argument("--work", type=Path, default=Path(".cache/ausil_variety"))
+    ap.add_argument("--output", type=Path, default=Path("reports/ablations/ausil_data_curve.json"))
+    args = ap.parse_args()
+
+    params = load_params()
+    tc = params.train_corpus
+    tc = replace(
+        tc,
+        seed=tc.seed if args.seed is None else args.seed,
+        queries_per_recording=args.queries_per_recording or tc.queries_per_recording,
+    )
+    params = replace(params, train_corpus=tc)
+    tag = f"seed{tc.seed}_q{tc.queries_per_recording}"
+    corpus = args.work / f"corpus_{tag}"
+    summary = build_corpus(train_corpus_params(params), args.sources, corpus, args.work / f"summary_{tag}.json")
+    bench = summary["benchmarks"]["train"]
+    print(f"{corpus}: {bench['queries']} queries, {bench['database']} videos, {summary['hours']:.2f} h", flush=True)
+
+    _, info = load_backbone(params)
+    features = args.work / f"features_{tag}"
+    report = Extractor.from_params(params).run(read_video_list(corpus / "all_videos.txt"), features)
+    if report.failed:
+        raise SystemExit(f"{features}: {len(report.failed)} videos failed, e.g. {next(iter(report.failed.items()))}")
+
+    name = f"train_corpus {tag} + main"
+    cfg = params.training  # budget_s is the pipeline's safety cap; a probe beside other jobs must reach max_steps
+    params = replace(params, training=replace(cfg, budget_s=max(cfg.budget_s, 60.0 * cfg.max_steps)))
+    model_path = args.work / f"ausil_{tag}.pt"
+    meta = train_ausil(
+        params,
+        FEATURES,
+        CORPUS,
+        model_path,
+        args.work / f"curve_{tag}.json",
+        info.label,
+        progress=False,
+        cross=(str(CROSS_FEATURES), str(CROSS_CORPUS)),
+        extra=(features, corpus),
+    )
+    main_train, _ = training_material(FEATURES, CORPUS, None)
+    merged_train, _ = training_material(FEATURES, CORPUS, (features, corpus))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    row: dict[str, Any] = {
+        "queries": len(read_annotations(CORPUS / "train" / "annotation.json")) + bench["queries"],
+        "recipe": name,
+        "train_corpus": {"queries": bench["queries"], "database": bench["database"], "hours": summary["hours"]},
+        "positive_pairs": meta["triplets"]["positive_pairs"],
+        "triplets": meta["triplets"],
+        "steps": meta["steps"],
+        "stopped_by": meta["stopped_by"],
+        "best_step": meta["best_step"],
+        "val_map": meta["val_map"],
+        "cross_val_map": meta["cross_val_map"],
+        "cross_val_speed_map": speed_map(load_model(model_path)[0], params, CROSS_FEATURES),
+        **mac_w(params, main_train, CROSS_FEATURES),
+        "merged_whitening": mac_w(params, merged_train, CROSS_FEATURES),
+        "train_seconds": meta["seconds"],
+        "backbone": info.label,
+        "commit": commit,
+        "config": plain(params.training),
+        "cnn_init": "torch",
+        "time_step_ms": params.features.time_step_ms,
+    }
+    shown = ("best_step", "val_map", "cross_val_map", "cross_val_speed_map", "merged_whitening")
+    print(name, json.dumps({k: row[k] for k in shown}), flush=True)
+    # read just before writing, so that rows another run wrote meanwhile are kept
+    rows = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    merged = rows | {name: row}
+    atomic_write_json(args.output, {n: merged[n] for n in sorted(merged, key=lambda n: (merged[n]["queries"], n))})
+
+
+if __name__ == "__main__":
+    main()
