@@ -6,9 +6,11 @@ recordings. This probe varies the recordings instead: it builds params.yaml `tra
 corpus's construction on `backbone_sources`, pinned Debian packages and espeak-ng voices that neither
 corpus uses) with another construction seed or number of queries per recording, extracts it with the
 run's backbone, and trains the network as `train@main` trains it, on the main train split's triplets
-plus that corpus's (`train_ausil(extra=…)`). With params.yaml's own seed it repeats `train@main`; other
-seeds show how much the gain depends on which clips were drawn. `test` is never read.
+plus that corpus's (`train_ausil(extra=…)`). With params.yaml's own settings it reads the pipeline's
+data/train_corpus and features/train_main and repeats `train@main`; other seeds show how much the gain
+depends on which clips were drawn. `test` is never read.
 
+    python scripts/ausil_variety_probe.py
     python scripts/ausil_variety_probe.py --seed 4
     python scripts/ausil_variety_probe.py --seed 3 --queries-per-recording 2
 
@@ -49,6 +51,11 @@ from ausil_lib.models.training import (
 )
 
 
+PIPELINE_CORPUS = Path("data/train_corpus")
+PIPELINE_FEATURES = Path("features/train_main")
+PIPELINE_SUMMARY = Path("reports/train_corpus_summary.json")
+
+
 def mac_w(params: Params, train: dict[str, Any], cross_features: Path) -> dict[str, float]:
     """MAC + W on the selection sets and the cross-corpus val_speed, whitening learnt from `train`."""
     cfg = params.training
@@ -83,16 +90,19 @@ def main() -> None:
     )
     params = replace(params, train_corpus=tc)
     tag = f"seed{tc.seed}_q{tc.queries_per_recording}"
-    corpus = args.work / f"corpus_{tag}"
-    summary = build_corpus(train_corpus_params(params), args.sources, corpus, args.work / f"summary_{tag}.json")
+    _, info = load_backbone(params)
+    if tc == load_params().train_corpus:  # params.yaml's own corpus: the pipeline's files, as train@main reads them
+        corpus, features = PIPELINE_CORPUS, PIPELINE_FEATURES
+        summary = json.loads(PIPELINE_SUMMARY.read_text())
+    else:
+        corpus, features = args.work / f"corpus_{tag}", args.work / f"features_{tag}"
+        summary = build_corpus(train_corpus_params(params), args.sources, corpus, args.work / f"summary_{tag}.json")
+        report = Extractor.from_params(params).run(read_video_list(corpus / "all_videos.txt"), features)
+        if report.failed:
+            example = next(iter(report.failed.items()))
+            raise SystemExit(f"{features}: {len(report.failed)} videos failed, e.g. {example}")
     bench = summary["benchmarks"]["train"]
     print(f"{corpus}: {bench['queries']} queries, {bench['database']} videos, {summary['hours']:.2f} h", flush=True)
-
-    _, info = load_backbone(params)
-    features = args.work / f"features_{tag}"
-    report = Extractor.from_params(params).run(read_video_list(corpus / "all_videos.txt"), features)
-    if report.failed:
-        raise SystemExit(f"{features}: {len(report.failed)} videos failed, e.g. {next(iter(report.failed.items()))}")
 
     name = f"train_corpus {tag} + main"
     cfg = params.training  # budget_s is the pipeline's safety cap; a probe beside other jobs must reach max_steps
