@@ -50,7 +50,6 @@ from ausil_lib.models.training import (
     validation_map,
 )
 
-
 PIPELINE_CORPUS = Path("data/train_corpus")
 PIPELINE_FEATURES = Path("features/train_main")
 PIPELINE_SUMMARY = Path("reports/train_corpus_summary.json")
