@@ -34,12 +34,13 @@ import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from unittest import mock
 
 import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 
 # isort: split
+import numpy as np
 import torch
 from torch import nn
 
@@ -135,11 +136,13 @@ def speed_map(model: AuSiL, params: Params, cross_features: Path) -> float:
     return round(validation_map(model.to(device).eval(), feats, CROSS_CORPUS / "val_speed", device), 5)
 
 
-def mac_w_reference(params: Params, features: Path, cross_features: Path) -> dict[str, float]:
+def mac_w_reference(
+    params: Params, features: Path, cross_features: Path, train: Mapping[str, np.ndarray] | None = None
+) -> dict[str, float]:
     """MAC + W mAP on the selection sets (and the cross-corpus val_speed): the similarity without any
-    network, PCA as the training learns it."""
+    network, PCA as the training learns it (from `train`'s descriptors; default: the train split's)."""
     cfg = params.training
-    train = load_benchmark_features(features, CORPUS / "train")
+    train = load_benchmark_features(features, CORPUS / "train") if train is None else train
     model = AuSiL(dims=descriptor_width(train, features), variant="mac_w")
     model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps)))
     device = resolve_device(params.device)

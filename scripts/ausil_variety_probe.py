@@ -33,42 +33,22 @@ from typing import Any
 import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 
 # isort: split
-from ausil_data_curve import CORPUS, CROSS_CORPUS, CROSS_FEATURES, FEATURES, speed_map
+from ausil_data_curve import CORPUS, CROSS_CORPUS, CROSS_FEATURES, FEATURES, mac_w_reference, speed_map
 
-from ausil_lib.core.config import Params, load_params, plain, resolve_device, train_corpus_params
+from ausil_lib.core.config import load_params, plain, train_corpus_params
 from ausil_lib.core.formats import atomic_write_json, read_annotations, read_video_list
 from ausil_lib.datasets.embedded.corpus import build_corpus
 from ausil_lib.features.extraction import Extractor
-from ausil_lib.models.ausil import AuSiL, learn_pca, load_model
+from ausil_lib.models.ausil import load_model
 from ausil_lib.models.backbone import load_backbone
 from ausil_lib.models.training import (
-    descriptor_width,
-    load_benchmark_features,
-    pca_sample,
     train_ausil,
     training_material,
-    validation_map,
 )
 
 PIPELINE_CORPUS = Path("data/train_corpus")
 PIPELINE_FEATURES = Path("features/train_main")
 PIPELINE_SUMMARY = Path("reports/train_corpus_summary.json")
-
-
-def mac_w(params: Params, train: dict[str, Any], cross_features: Path) -> dict[str, float]:
-    """MAC + W on the selection sets and the cross-corpus val_speed, whitening learnt from `train`."""
-    cfg = params.training
-    model = AuSiL(dims=descriptor_width(train, FEATURES), variant="mac_w")
-    model.set_pca(*learn_pca(pca_sample(train, cfg.pca_sample_size, cfg.seed), float(cfg.pca_eps)))
-    device = resolve_device(params.device)
-    model.to(device).eval()
-    val = load_benchmark_features(FEATURES, CORPUS / "val")
-    cross = load_benchmark_features(cross_features, CROSS_CORPUS / "val")
-    return {
-        "val_mac_w": round(validation_map(model, val, CORPUS / "val", device), 5),
-        "cross_val_mac_w": round(validation_map(model, cross, CROSS_CORPUS / "val", device), 5),
-        "cross_val_speed_mac_w": speed_map(model, params, cross_features),
-    }
 
 
 def main() -> None:
@@ -133,8 +113,8 @@ def main() -> None:
         "val_map": meta["val_map"],
         "cross_val_map": meta["cross_val_map"],
         "cross_val_speed_map": speed_map(load_model(model_path)[0], params, CROSS_FEATURES),
-        **mac_w(params, main_train, CROSS_FEATURES),
-        "merged_whitening": mac_w(params, merged_train, CROSS_FEATURES),
+        **mac_w_reference(params, FEATURES, CROSS_FEATURES, main_train),
+        "merged_whitening": mac_w_reference(params, FEATURES, CROSS_FEATURES, merged_train),
         "train_seconds": meta["seconds"],
         "backbone": info.label,
         "commit": commit,
