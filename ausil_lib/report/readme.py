@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -270,17 +271,28 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "speed": ("reports/speed.json", speed_table),
     "corpus": ("reports/corpus_summary.json", corpus_table),
 }
-ROOT_SECTIONS: dict[str, tuple[str, Callable[[Path], str]]] = {
-    "results": ("metrics", results_table),
-    "findings": ("metrics", findings_list),
-    "localisation": ("metrics/localisation", localisation_section),
-    "probe": ("reports/ablations", probe_section),
-    "datacurve": ("reports/ablations", data_curve_section),
-    "taps": ("reports/ablations", taps_section),
-    "hardcases": ("data/corpus", hard_cases_section),
-    "gpu": ("reports/gpu", gpu_table),
-    "budget": ("reports/gpu", budget_table),
+# marker name -> (folders that must all exist, renderer of the root); the corpus's folder is DVC data, absent
+# from a clone that has not run the pipeline: its sections are then left as they are, not rendered without it
+ROOT_SECTIONS: dict[str, tuple[tuple[str, ...], Callable[[Path], str]]] = {
+    "results": (("metrics",), results_table),
+    "findings": (("metrics",), findings_list),
+    "localisation": (("metrics/localisation", "data/corpus"), localisation_section),
+    "probe": (("reports/ablations",), probe_section),
+    "datacurve": (("reports/ablations",), data_curve_section),
+    "taps": (("reports/ablations",), taps_section),
+    "hardcases": (("data/corpus",), hard_cases_section),
+    "gpu": (("reports/gpu",), gpu_table),
+    "budget": (("reports/gpu",), budget_table),
 }
+
+
+def missing_inputs(root: Path = Path(".")) -> dict[str, list[str]]:
+    """The sections `render` leaves as they are, with the inputs they lack."""
+    missing = {name: [path] for name, (path, _) in SECTIONS.items() if not (root / path).is_file()}
+    for name, (paths, _) in ROOT_SECTIONS.items():
+        if absent := [p for p in paths if not (root / p).is_dir()]:
+            missing[name] = absent
+    return missing
 
 
 def render(readme_text: str, root: Path = Path(".")) -> str:
@@ -290,7 +302,8 @@ def render(readme_text: str, root: Path = Path(".")) -> str:
         for name, (path, renderer) in SECTIONS.items()
         if (root / path).is_file()
     }
-    bodies.update({name: renderer(root) for name, (path, renderer) in ROOT_SECTIONS.items() if (root / path).is_dir()})
+    skipped = missing_inputs(root)
+    bodies.update({name: renderer(root) for name, (_, renderer) in ROOT_SECTIONS.items() if name not in skipped})
     for name, body in bodies.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(readme_text):
@@ -300,7 +313,10 @@ def render(readme_text: str, root: Path = Path(".")) -> str:
 
 
 def update_readme(readme: Path = Path("README.md"), root: Path = Path(".")) -> bool:
-    """Rewrite README.md in place; True when it changed."""
+    """Rewrite README.md in place; True when it changed. Warns of the sections left as they were."""
+    if skipped := missing_inputs(root):
+        shown = "; ".join(f"{name} (no {', '.join(paths)})" for name, paths in sorted(skipped.items()))
+        warnings.warn(f"{readme}: sections left as they were, their inputs are missing: {shown}", stacklevel=2)
     old = readme.read_text(encoding="utf-8")
     new = render(old, root)
     if new != old:

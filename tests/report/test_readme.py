@@ -40,6 +40,25 @@ def test_render_fills_the_speed_section(tmp_path: Path) -> None:
     assert render(out, tmp_path) == out  # idempotent
 
 
+def test_sections_without_their_inputs_are_left_as_they_are(tmp_path: Path) -> None:
+    """Without the corpus (DVC data) the localisation section would lose its intervals and findings: it is
+    left as it was, like the hard-case section, and `update_readme` names both."""
+    from ausil_lib.report.readme import missing_inputs, update_readme
+
+    kept = "".join(f"<!-- {name}:begin -->\nkept\n<!-- {name}:end -->\n" for name in ("localisation", "hardcases"))
+    assert render(kept, tmp_path) == kept
+    assert missing_inputs(tmp_path)["localisation"] == ["metrics/localisation", "data/corpus"]
+    (tmp_path / "data" / "corpus").mkdir(parents=True)
+    assert missing_inputs(tmp_path)["localisation"] == ["metrics/localisation"]  # both are needed
+    (tmp_path / "data" / "corpus").rmdir()
+    readme = tmp_path / "README.md"
+    readme.write_text(kept, encoding="utf-8")
+    with pytest.warns(
+        UserWarning, match=r"hardcases \(no data/corpus\).*localisation \(no metrics/localisation, data/corpus\)"
+    ):
+        assert not update_readme(readme, tmp_path)
+
+
 def test_render_needs_the_markers(tmp_path: Path) -> None:
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "speed.json").write_text(json.dumps(REPORT))
@@ -53,15 +72,15 @@ def test_committed_readme_matches_the_committed_reports() -> None:
     root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text(encoding="utf-8")
     rendered = render(text, root)
-    if not (root / "data" / "corpus" / "construction_log.json").is_file():
-        # a clone without the DVC data: the localisation intervals need the corpus's true segments, so
-        # that section alone cannot be re-rendered here: its table's point values still are (its findings
-        # need the truth too)
+    if not (root / "data" / "corpus").is_dir():
+        # a clone without the DVC data: `ausil readme` leaves the localisation section as it is (its
+        # intervals and findings need the corpus's true segments); its table's point values are checked here
+        from ausil_lib.report.readme import localisation_section
+
         section = re.compile(r"<!-- localisation:begin -->.*?<!-- localisation:end -->", re.S)
         strip_ci = re.compile(r" \[[0-9.]+–[0-9.]+\]")
         rows = [strip_ci.sub("", line) for line in section.search(text).group(0).splitlines() if line.startswith("|")]
-        assert rows == [line for line in section.search(rendered).group(0).splitlines() if line.startswith("|")]
-        text, rendered = section.sub("", text), section.sub("", rendered)
+        assert rows == [line for line in localisation_section(root).splitlines() if line.startswith("|")]
     assert rendered == text, "README.md is stale: run `ausil readme`"
 
 
