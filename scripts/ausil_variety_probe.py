@@ -65,7 +65,9 @@ def main() -> None:
     tc = replace(
         tc,
         seed=tc.seed if args.seed is None else args.seed,
-        queries_per_recording=args.queries_per_recording or tc.queries_per_recording,
+        queries_per_recording=(
+            tc.queries_per_recording if args.queries_per_recording is None else args.queries_per_recording
+        ),
     )
     params = replace(params, train_corpus=tc)
     tag = f"seed{tc.seed}_q{tc.queries_per_recording}"
