@@ -156,6 +156,12 @@ def mac_w_reference(
     }
 
 
+def training_columns(meta: dict[str, Any]) -> dict[str, Any]:
+    """A row's columns that come from `train_ausil`'s meta: the training and its chosen checkpoint."""
+    keys = ("triplets", "steps", "stopped_by", "best_step", "val_map", "cross_val_map")
+    return {key: meta[key] for key in keys} | {"train_seconds": meta["seconds"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", required=True, help="comma-separated numbers of training queries (K)")
@@ -216,15 +222,9 @@ def main() -> None:
             "queries": k,
             "recipe": recipe,
             "positive_pairs": positives,
-            "triplets": meta["triplets"],
-            "steps": meta["steps"],
-            "stopped_by": meta["stopped_by"],
-            "best_step": meta["best_step"],
-            "val_map": meta["val_map"],
-            "cross_val_map": meta["cross_val_map"],
+            **training_columns(meta),
             "cross_val_speed_map": speed_map(load_model(work / f"ausil_{name}.pt")[0], params, cross_features),
             **reference,
-            "train_seconds": meta["seconds"],
             "backbone": info.label,
             "commit": commit,
             "config": plain(params.training),

@@ -33,7 +33,15 @@ from typing import Any
 import ausil_lib  # noqa: F401  (pins the numeric paths before torch loads)
 
 # isort: split
-from ausil_data_curve import CORPUS, CROSS_CORPUS, CROSS_FEATURES, FEATURES, mac_w_reference, speed_map
+from ausil_data_curve import (
+    CORPUS,
+    CROSS_CORPUS,
+    CROSS_FEATURES,
+    FEATURES,
+    mac_w_reference,
+    speed_map,
+    training_columns,
+)
 
 from ausil_lib.core.config import load_params, plain, train_corpus_params
 from ausil_lib.core.formats import atomic_write_json, read_annotations, read_video_list
@@ -108,16 +116,10 @@ def main() -> None:
         "recipe": name,
         "train_corpus": {"queries": bench["queries"], "database": bench["database"], "hours": summary["hours"]},
         "positive_pairs": meta["triplets"]["positive_pairs"],
-        "triplets": meta["triplets"],
-        "steps": meta["steps"],
-        "stopped_by": meta["stopped_by"],
-        "best_step": meta["best_step"],
-        "val_map": meta["val_map"],
-        "cross_val_map": meta["cross_val_map"],
+        **training_columns(meta),
         "cross_val_speed_map": speed_map(load_model(model_path)[0], params, CROSS_FEATURES),
         **mac_w_reference(params, FEATURES, CROSS_FEATURES, main_train),
         "merged_whitening": mac_w_reference(params, FEATURES, CROSS_FEATURES, merged_train),
-        "train_seconds": meta["seconds"],
         "backbone": info.label,
         "commit": commit,
         "config": plain(params.training),
