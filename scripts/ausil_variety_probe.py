@@ -69,18 +69,18 @@ def main() -> None:
     args = ap.parse_args()
 
     params = load_params()
-    tc = params.train_corpus
+    shipped = params.train_corpus
     tc = replace(
-        tc,
-        seed=tc.seed if args.seed is None else args.seed,
+        shipped,
+        seed=shipped.seed if args.seed is None else args.seed,
         queries_per_recording=(
-            tc.queries_per_recording if args.queries_per_recording is None else args.queries_per_recording
+            shipped.queries_per_recording if args.queries_per_recording is None else args.queries_per_recording
         ),
     )
     params = replace(params, train_corpus=tc)
     tag = f"seed{tc.seed}_q{tc.queries_per_recording}"
     _, info = load_backbone(params)
-    if tc == load_params().train_corpus:  # params.yaml's own corpus: the pipeline's files, as train@main reads them
+    if tc == shipped:  # params.yaml's own corpus: the pipeline's files, as train@main reads them
         corpus, features = PIPELINE_CORPUS, PIPELINE_FEATURES
         summary = json.loads(PIPELINE_SUMMARY.read_text())
     else:
