@@ -297,12 +297,12 @@ def missing_inputs(root: Path = Path(".")) -> dict[str, list[str]]:
 
 def render(readme_text: str, root: Path = Path(".")) -> str:
     """The README text with every marked section regenerated from its report (missing reports left as is)."""
+    skipped = missing_inputs(root)
     bodies = {
         name: renderer(json.loads((root / path).read_text(encoding="utf-8")))
         for name, (path, renderer) in SECTIONS.items()
-        if (root / path).is_file()
+        if name not in skipped
     }
-    skipped = missing_inputs(root)
     bodies.update({name: renderer(root) for name, (_, renderer) in ROOT_SECTIONS.items() if name not in skipped})
     for name, body in bodies.items():
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
