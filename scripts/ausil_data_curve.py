@@ -162,6 +162,14 @@ def training_columns(meta: dict[str, Any]) -> dict[str, Any]:
     return {key: meta[key] for key in keys} | {"train_seconds": meta["seconds"]}
 
 
+def add_row(out_path: Path, name: str, row: dict[str, Any]) -> None:
+    """Write `row` under `name` (replacing an earlier run of the same recipe) and keep the other rows.
+
+    The file is read just before writing, so rows another probe wrote meanwhile are kept."""
+    rows = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    atomic_write_json(out_path, rows | {name: row})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queries", required=True, help="comma-separated numbers of training queries (K)")
@@ -233,10 +241,7 @@ def main() -> None:
         }
         shown = ("best_step", "val_map", "cross_val_map", "cross_val_speed_map")
         print(name, json.dumps({key: row[key] for key in shown}), flush=True)
-        # read just before writing, so that rows another run wrote meanwhile are kept
-        rows = json.loads(out_path.read_text()) if out_path.is_file() else {}
-        merged = rows | {name: row}
-        atomic_write_json(out_path, {n: merged[n] for n in sorted(merged, key=lambda n: (merged[n]["queries"], n))})
+        add_row(out_path, name, row)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,14 @@ from ausil_data_curve import (
     CROSS_CORPUS,
     CROSS_FEATURES,
     FEATURES,
+    add_row,
     mac_w_reference,
     speed_map,
     training_columns,
 )
 
-from ausil_lib.core.config import load_params, plain, train_corpus_params
-from ausil_lib.core.formats import atomic_write_json, read_annotations, read_video_list
+from ausil_lib.core.config import TrainCorpusConfig, load_params, plain, train_corpus_params
+from ausil_lib.core.formats import read_annotations, read_video_list
 from ausil_lib.datasets.embedded.corpus import build_corpus
 from ausil_lib.features.extraction import Extractor
 from ausil_lib.models.ausil import load_model
@@ -59,6 +60,15 @@ PIPELINE_FEATURES = Path("features/train_main")
 PIPELINE_SUMMARY = Path("reports/train_corpus_summary.json")
 
 
+def probe_corpus(shipped: TrainCorpusConfig, seed: int | None, queries_per_recording: int | None) -> TrainCorpusConfig:
+    """params.yaml's training corpus with the asked seed and queries per recording (None: keep params.yaml's)."""
+    return replace(
+        shipped,
+        seed=shipped.seed if seed is None else seed,
+        queries_per_recording=shipped.queries_per_recording if queries_per_recording is None else queries_per_recording,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=None, help="the corpus's construction seed (params.yaml's)")
@@ -70,13 +80,7 @@ def main() -> None:
 
     params = load_params()
     shipped = params.train_corpus
-    tc = replace(
-        shipped,
-        seed=shipped.seed if args.seed is None else args.seed,
-        queries_per_recording=(
-            shipped.queries_per_recording if args.queries_per_recording is None else args.queries_per_recording
-        ),
-    )
+    tc = probe_corpus(shipped, args.seed, args.queries_per_recording)
     params = replace(params, train_corpus=tc)
     tag = f"seed{tc.seed}_q{tc.queries_per_recording}"
     _, info = load_backbone(params)
@@ -128,10 +132,7 @@ def main() -> None:
     }
     shown = ("best_step", "val_map", "cross_val_map", "cross_val_speed_map", "merged_whitening")
     print(name, json.dumps({k: row[k] for k in shown}), flush=True)
-    # read just before writing, so that rows another run wrote meanwhile are kept
-    rows = json.loads(args.output.read_text()) if args.output.is_file() else {}
-    merged = rows | {name: row}
-    atomic_write_json(args.output, {n: merged[n] for n in sorted(merged, key=lambda n: (merged[n]["queries"], n))})
+    add_row(args.output, name, row)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""scripts/ausil_variety_probe.py: which training corpus a probe builds, and how its row joins the table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from ausil_lib.core.config import load_params
+
+from . import SCRIPTS, load_script
+
+
+@pytest.fixture
+def probe(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # as `python scripts/ausil_variety_probe.py` finds its neighbour
+    return load_script("ausil_variety_probe")
+
+
+@pytest.mark.parametrize(
+    "seed, queries, same",
+    [(None, None, True), ("shipped", None, True), (None, "shipped", True), ("other", None, False), (None, 2, False)],
+    ids=["nothing asked", "params.yaml's seed", "params.yaml's queries", "another seed", "two queries"],
+)
+def test_only_a_changed_setting_leaves_the_pipelines_corpus(
+    probe: ModuleType, seed: object, queries: object, same: bool
+) -> None:
+    shipped = load_params().train_corpus
+    seed = shipped.seed if seed == "shipped" else shipped.seed + 1 if seed == "other" else seed
+    queries = shipped.queries_per_recording if queries == "shipped" else queries
+    chosen = probe.probe_corpus(shipped, seed, queries)
+    # equal to params.yaml's: the probe reads the pipeline's data/train_corpus instead of building one
+    assert (chosen == shipped) is same
+    assert chosen.seed == (shipped.seed if seed is None else seed)
+    assert chosen.queries_per_recording == (shipped.queries_per_recording if queries is None else queries)
+
+
+def test_a_row_joins_the_others_and_replaces_its_own_recipe(probe: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "curve.json"
+    curve = load_script("ausil_data_curve")
+    curve.add_row(out, "38 queries", {"queries": 38, "val_map": 0.9})
+    curve.add_row(out, "5 queries", {"queries": 5, "val_map": 0.8})
+    probe.add_row(out, "train_corpus seed3_q1 + main", {"queries": 127, "val_map": 0.97})
+    probe.add_row(out, "5 queries", {"queries": 5, "val_map": 0.85})  # the same recipe again replaces its row
+    rows = json.loads(out.read_text())
+    assert sorted(rows) == ["38 queries", "5 queries", "train_corpus seed3_q1 + main"]
+    assert rows["5 queries"]["val_map"] == 0.85
+    assert not [p for p in tmp_path.iterdir() if p != out]  # written atomically: no temporary file left
