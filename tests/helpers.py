@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import platform
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ausil_lib.audio.decode import find_ffmpeg
 
 SR = 44100
+ROOT = Path(__file__).resolve().parents[1]
+
+#: qemu-user runs this machine's binaries on an emulated CPU of another maker or SIMD level
+QEMU = shutil.which("qemu-x86_64")
+#: the marks of tests that compare native and emulated runs (scripts/setup.sh installs qemu-user as root)
+CROSS_CPU_MARKS = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        platform.machine().lower() not in {"x86_64", "amd64"} or QEMU is None,
+        reason="needs qemu-x86_64 on an x86-64 machine (scripts/setup.sh installs qemu-user as root)",
+    ),
+]
+
+
+def script_digests(script: str, prefix: list[str]) -> dict[str, str]:
+    """The JSON a Python snippet prints last, run in a fresh interpreter from the repository root, under
+    `prefix` (e.g. [QEMU, "-cpu", model]) or natively: numerics are pinned as in a stage."""
+    proc = subprocess.run(
+        [*prefix, sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
 
 # container extension -> ffmpeg codec arguments, and whether the file carries a (still) video stream
 MEDIA_FORMATS: dict[str, tuple[list[str], bool]] = {

@@ -9,24 +9,11 @@ numerics are pinned as in a stage; the emulated CPU is of the other maker than t
 
 from __future__ import annotations
 
-import json
-import platform
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from ..helpers import CROSS_CPU_MARKS, QEMU, script_digests
 
-QEMU = shutil.which("qemu-x86_64")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        platform.machine().lower() not in {"x86_64", "amd64"} or QEMU is None,
-        reason="needs qemu-x86_64 on an x86-64 machine (scripts/setup.sh installs qemu-user as root)",
-    ),
-]
-ROOT = Path(__file__).resolve().parents[2]
+pytestmark = CROSS_CPU_MARKS
 
 _STEPS = """
 import hashlib, json
@@ -65,15 +52,8 @@ def _other_maker() -> str:
     return "Haswell" if "AuthenticAMD" in cpuinfo else "EPYC-Rome"
 
 
-def _digests(prefix: list[str]) -> dict[str, str]:
-    cmd = [*prefix, sys.executable, "-c", _STEPS]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def test_front_end_and_training_step_give_the_same_bits_on_the_other_makers_cpu() -> None:
-    native = _digests([])
-    emulated = _digests([QEMU, "-cpu", _other_maker()])
+    native = script_digests(_STEPS, [])
+    emulated = script_digests(_STEPS, [QEMU, "-cpu", _other_maker()])
     assert set(native) == {"logmel", "log10", "adam"}
     assert native == emulated

@@ -8,11 +8,6 @@ its bytes on an Intel Xeon differed from those on every emulated CPU, so the cor
 
 from __future__ import annotations
 
-import json
-import platform
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,17 +15,9 @@ import pytest
 from ausil_lib.audio.decode import encode, find_ffmpeg
 from ausil_lib.datasets.embedded.corpus import CODECS
 
-from ...helpers import SR, chords
+from ...helpers import CROSS_CPU_MARKS, QEMU, SR, chords, script_digests
 
-QEMU = shutil.which("qemu-x86_64")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        platform.machine().lower() not in {"x86_64", "amd64"} or QEMU is None,
-        reason="needs qemu-x86_64 on an x86-64 machine (scripts/setup.sh installs qemu-user as root)",
-    ),
-]
-ROOT = Path(__file__).resolve().parents[3]
+pytestmark = CROSS_CPU_MARKS
 #: an AMD model with AVX2 and FMA, and an Intel one with SSE4.2 only: other makers and SIMD levels than most hosts
 ENCODER_CPUS = ("EPYC-Rome", "Nehalem")
 
@@ -69,17 +56,9 @@ print(json.dumps(out))
 """
 
 
-def _transform_digests(prefix: list[str]) -> dict[str, str]:
-    proc = subprocess.run(
-        [*prefix, sys.executable, "-c", _TRANSFORMS], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def test_every_transform_gives_the_same_samples_on_an_emulated_cpu() -> None:
     # an AMD model: with AVX2, so numpy's OpenBLAS runs the same pinned Haswell kernels as on the host
-    native = _transform_digests([])
-    emulated = _transform_digests([QEMU, "-cpu", "EPYC-Rome"])
+    native = script_digests(_TRANSFORMS, [])
+    emulated = script_digests(_TRANSFORMS, [QEMU, "-cpu", "EPYC-Rome"])
     assert len(native) >= 10
     assert {n for n in native if native[n] != emulated[n]} == set()
