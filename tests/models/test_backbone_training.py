@@ -8,11 +8,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from ausil_lib.audio.decode import encode
-from ausil_lib.core.config import Params, SourcesConfig, SpeechConfig
+from ausil_lib.core.config import Params, SourcesConfig, SpeechConfig, plain
 from ausil_lib.datasets.embedded.sources import fetch_sources
+from ausil_lib.models.backbone import KumarCNN
 from ausil_lib.models.backbone_training import train_backbone
+from ausil_lib.models.optimizer import KIND, adam
 
 from ..helpers import SR, chords
 
@@ -76,3 +79,24 @@ def test_an_extra_recording_identical_to_a_corpus_source_is_refused_by_name(mate
     params = replace(params, backbone_training=replace(params.backbone_training, extra_sources=True))
     with pytest.raises(ValueError, match=r"identical to corpus sources: album/copy = album/three"):
         _train(params, sources, corpus, extra, tmp_path)
+
+
+@pytest.mark.parametrize("kind, resumed", [(KIND, True), ("adam", False), (None, False)])
+def test_a_checkpoint_resumes_only_under_the_optimiser_that_wrote_it(material, tmp_path, kind, resumed) -> None:
+    """A run interrupted before the fused step (or under another optimiser) starts again instead of mixing."""
+    params, sources, corpus, _ = material
+    model = KumarCNN()
+    state = {
+        "model": model.state_dict(),
+        "optimizer": adam(model.parameters(), 1e-3).state_dict(),
+        "step": 1,
+        "elapsed": 0.0,
+        "curve": [{"step": 1, "loss": -1.0, "seconds": 0.0}],  # no real InfoNCE loss is negative
+        "config": plain(params.backbone_training),
+    }
+    if kind is not None:
+        state["optimizer_kind"] = kind
+    torch.save(state, tmp_path / "bb.ckpt")
+    meta = _train(params, sources, corpus, None, tmp_path)
+    assert (meta["final_loss"] == -1.0) is resumed
+    assert not (tmp_path / "bb.ckpt").exists()
