@@ -18,6 +18,12 @@ from .numerics import PINNED_ENV
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
+def package_modules() -> list[str]:
+    """Every module of ausil_lib, named as `code_digest` takes them: for results whose code is not one
+    module's imports (a retrieval run calls whichever method it is given)."""
+    return sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py"))
+
+
 def code_digest(modules: Iterable[str], packages: Iterable[str] = (), extra: Iterable[str] = ()) -> str:
     """sha256 of the named ausil_lib modules' source (paths under the package), the pinned numerics
     environment, the named distributions' versions and `extra` lines (such as the ffmpeg build)."""
