@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -15,9 +17,11 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.par
 import ausil_lib  # noqa: F401
 import numpy as np
 import pytest
+
+from ausil_lib.core.config import Params
 # isort: on
 
-from .helpers import MEDIA_FORMATS, SR
+from .helpers import MEDIA_FORMATS, SR, materialised_sources
 
 
 @pytest.fixture
@@ -44,3 +48,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def backbone_material(tmp_path: Path) -> tuple[Params, Path, Path, Path]:
+    """(tiny params, corpus sources, corpus dir with its split log, extra sources)."""
+    sources = materialised_sources(tmp_path, "sources", {"one": 1, "two": 2, "three": 3})
+    extra = materialised_sources(tmp_path, "extra", {"four": 4, "five": 5})
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    split = {"album/one": "train", "album/two": "train", "album/three": "test"}
+    log = {"recordings": {rid: {"split": s} for rid, s in split.items()}}
+    (corpus / "construction_log.json").write_text(json.dumps(log))
+    params = Params()
+    small = replace(params.backbone_training, max_steps=1, batch_pairs=2, checkpoint_every=1)
+    return replace(params, device="cpu", backbone_training=small), sources, corpus, extra

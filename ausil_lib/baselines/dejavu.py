@@ -5,7 +5,7 @@ function and its own PostgreSQL layer (schema, song rows, `find_matches`).  Only
 settings are changed: its function arguments and the module-level settings of
 `dejavu.logic.fingerprint`, set for the duration of each call and restored afterwards.  One of
 them (`fast_peak_filter`) swaps the scipy maximum filter its peak finder calls for
-`diamond_maximum_filter`, which returns the same array about 7x faster.
+`diamond_maximum_filter`, which returns the same array about 11x faster on clips of 290 s (docs/dejavu-notes.md).
 
 Dejavu returns only its top 2 songs and not the score it ranks them by, so `DejavuIndex.query`
 regroups Dejavu's own matches by (song, offset difference) as its `align_matches` does and

@@ -27,6 +27,7 @@ from ..audio.decode import load_audio
 from ..core.config import SpectroConfig, resolve_device
 from ..core.formats import atomic_write
 from ..core.numerics import apply_torch_settings
+from ..core.provenance import code_digest
 from ..features.extraction import feature_path
 from ..retrieval.method import index_videos
 
@@ -43,7 +44,7 @@ class Fingerprints:
     method: str
     values: np.ndarray  # slides: (N, 78) uint16 counts; tiles: (N, 960) uint8 0/1 position matrix
     nonempty: np.ndarray  # (N,) bool; False for silent windows, which neither vote nor serve as neighbours
-    settings: str  # SpectroConfig.frontend_key(method) of the settings that produced them
+    settings: str  # fingerprint_key(cfg, method): the settings and code that produced them
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -202,7 +203,7 @@ def fingerprint(audio: np.ndarray, cfg: SpectroConfig, method: str) -> Fingerpri
     )
     nonempty = ~silent_windows(audio, values.shape[0], cfg)
     values[~nonempty] = 0
-    return Fingerprints(method, values, nonempty, cfg.frontend_key(method))
+    return Fingerprints(method, values, nonempty, fingerprint_key(cfg, method))
 
 
 def _neighbours(
@@ -213,12 +214,8 @@ def _neighbours(
     tgt_t = tgt.T.contiguous()
     for start in range(0, src.shape[0], cfg.batch_size):
         block = src[start : start + cfg.batch_size]
-        # higher is nearer: minus L1 for slides, intersection size for tiles; both integer-exact in float32,
-        # and tiles' int8 0/1 rows are multiplied as integers (int32 sums, about 5x faster on CPU)
-        if method == "slides":
-            closeness = -torch.cdist(block, tgt, p=1)
-        else:
-            closeness = torch._int_mm(block, tgt_t) if block.dtype == torch.int8 else block @ tgt_t
+        # higher is nearer: minus L1 for slides, intersection size for tiles; both integer-exact in float32
+        closeness = -torch.cdist(block, tgt, p=1) if method == "slides" else block @ tgt_t
         best, first = closeness.max(dim=1)  # torch returns the first maximal index: ties -> smallest j
         labelled = torch.ones_like(best, dtype=torch.bool) if method == "slides" else best > 0
         tied = (closeness == best[:, None]) & labelled[:, None]
@@ -244,10 +241,10 @@ def nearest_labels(query: Fingerprints, ref: Fingerprints, cfg: SpectroConfig) -
         empty = np.zeros(0, np.int64)
         return Labels(empty, empty, 0, 0)
     device = resolve_device(cfg.device)
-    # tiles on CPU as int8 for torch's integer matmul; elsewhere float32 (the same integers either way)
-    dtype = torch.int8 if query.method == "tiles" and device.type == "cpu" else torch.float32
-    q_vals = torch.from_numpy(query.values[q_frames]).to(device=device, dtype=dtype)
-    r_vals = torch.from_numpy(ref.values[r_frames]).to(device=device, dtype=dtype)
+    # float32 holds both methods' sums exactly. Not torch's int8 matmul: about 5x faster than float32 on an
+    # Intel Xeon, 13x slower on an AMD EPYC (docs/reproducibility.md, twelfth session)
+    q_vals = torch.from_numpy(query.values[q_frames]).to(device=device, dtype=torch.float32)
+    r_vals = torch.from_numpy(ref.values[r_frames]).to(device=device, dtype=torch.float32)
     if cfg.direction == "query_to_ref":
         q_rows, r_rows, n_labelled, n_tied = _neighbours(q_vals, r_vals, query.method, cfg)
     else:
@@ -277,6 +274,16 @@ def match(query: Fingerprints, ref: Fingerprints, cfg: SpectroConfig) -> MatchRe
     return MatchResult(int(votes[best]), best - (len(query) - 1), query.n_nonempty, tie_share)
 
 
+#: what a stored fingerprint's values depend on beside its settings: the cache outlives an edit of this code
+FINGERPRINT_CODE = ("baselines/spectro.py", "audio/decode.py", "core/numerics.py")
+
+
+def fingerprint_key(cfg: SpectroConfig, method: str) -> str:
+    """The settings and the code a fingerprint was made with: a cached one is reused only under the same key."""
+    code = code_digest(FINGERPRINT_CODE, ("numpy", "scipy", "imageio-ffmpeg"))
+    return f"{cfg.frontend_key(method)};code={code[:16]}"
+
+
 def cached_fingerprints(
     item: tuple[str, str], method: str, cfg: SpectroConfig, cache_dir: str | os.PathLike[str]
 ) -> tuple[Fingerprints, float]:
@@ -287,7 +294,7 @@ def cached_fingerprints(
     cached = feature_path(cache_dir, vid)
     if cached.is_file():
         fp = Fingerprints.from_npz(cached)
-        if fp.settings == cfg.frontend_key(method):
+        if fp.settings == fingerprint_key(cfg, method):
             return fp, 0.0
     start = time.perf_counter()
     fp = fingerprint(load_audio_16k(path, cfg), cfg, method)

@@ -737,7 +737,7 @@ class DejavuConfig:
     peak_sort: bool = True  # sort peaks by time before pairing
     fingerprint_reduction: int = 20  # hex digits of the SHA-1 kept per hash
     fast_peak_filter: bool = True  # the diamond mask's maximum filter as repeated 5-point maxima: same
-    # peaks, about 7x faster (baselines/dejavu.py); False: the scipy call Dejavu makes
+    # peaks, about 11x faster (baselines/dejavu.py); False: the scipy call Dejavu makes
     batch_insert: bool = True  # Dejavu's own rows, one multi-row INSERT per page (about 6x
     insert_page_size: int = 10000  # faster than its row-by-row executemany); False: its insert_hashes
     postgres_bindir: str | None = None  # null: pg_config --bindir, then /usr/lib/postgresql/*/bin

@@ -6,7 +6,7 @@ Feature file format (one per video, `<output_dir>/<safe id>.npz`, written atomic
                (params `backbone.partner`) each row is both networks' halves (features/join.py)
   meta         JSON string: video id, source path, backbone (source, label, fingerprint),
                time step and frame counts, audio duration, format version
-A file is reused on a later run only when its meta matches the current backbone and front end.
+A file is reused on a later run only when its meta matches the current backbone, front end and code.
 Failures go to `<output_dir>/failures.tsv` (id, path, reason), rewritten after every run.
 """
 
@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio.decode import AudioError, load_audio
+from ..audio.decode import AudioError, ffmpeg_build, load_audio
 from ..core.config import AudioConfig, ExtractConfig, Params, resolve_device
 from ..core.formats import atomic_write, atomic_write_text
 from ..core.numerics import apply_torch_settings
+from ..core.provenance import code_digest
 from ..models.backbone import BackboneInfo, MacExtractor, load_backbone
 from .join import join_descriptors
 from .logmel import FeatureConfig, SegmentFrontEnd
@@ -41,6 +42,25 @@ apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor 
 
 FORMAT_VERSION = 1
 FAILURES_FILE = "failures.tsv"
+#: the modules a descriptor's values can depend on: extraction's imports, minus the packages' __init__
+#: files (a test keeps the two equal). An edit of any of them makes stored descriptors stale.
+DESCRIPTOR_CODE = (
+    "audio/decode.py",
+    "core/config.py",
+    "core/download.py",
+    "core/formats.py",
+    "core/numerics.py",
+    "core/provenance.py",
+    "features/extraction.py",
+    "features/join.py",
+    "features/logmel.py",
+    "features/store.py",
+    "models/backbone.py",
+    "models/musicnn.py",
+    "models/tf_checkpoint.py",
+    "models/weights.py",
+)
+DESCRIPTOR_PACKAGES = ("torch", "numpy", "imageio-ffmpeg")
 
 
 def feature_path(output_dir: str | os.PathLike[str], video_id: str) -> Path:
@@ -81,10 +101,12 @@ def load_features(path: str | os.PathLike[str]) -> VideoFeatures:
     return VideoFeatures(meta["video_id"], desc, meta)
 
 
-def run_signature(cfg: FeatureConfig, backbone: BackboneInfo) -> dict[str, Any]:
-    """What must match for a stored feature file to be reused."""
+def run_signature(cfg: FeatureConfig, backbone: BackboneInfo, ffmpeg: str | None = None) -> dict[str, Any]:
+    """What must match for a stored feature file to be reused: the settings, and the code, libraries and
+    ffmpeg build that turn them into numbers (an edit of the front end extracts again)."""
     return {
         "format_version": FORMAT_VERSION,
+        "code": code_digest(DESCRIPTOR_CODE, DESCRIPTOR_PACKAGES, [f"ffmpeg {ffmpeg_build(ffmpeg)}"]),
         "backbone": backbone.fingerprint,
         "sample_rate": cfg.sample_rate,
         "n_mels": cfg.n_mels,
@@ -194,7 +216,7 @@ class Extractor:
         self.partner = partner
         # the front end runs in decode threads; keep it on the CPU unless the backbone is on a GPU
         self.front_end = SegmentFrontEnd(cfg, model_extractor.device)
-        self.signature = run_signature(cfg, self.backbone)
+        self.signature = run_signature(cfg, self.backbone, audio.ffmpeg)
 
     @classmethod
     def from_params(cls, params: Params, time_step_ms: int | None = None) -> Extractor:

@@ -28,6 +28,30 @@ apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor 
 
 AMIN = 1e-10  # librosa power_to_db default
 
+_LN2, _LN10, _SQRT_HALF = math.log(2.0), math.log(10.0), math.sqrt(0.5)
+#: 1 / (2k + 1): ln(m) = 2 atanh(s) = 2 (s + s^3 / 3 + s^5 / 5 + ...), s = (m - 1) / (m + 1); with m in
+#: [sqrt(1/2), sqrt(2)), |s| <= 0.172 and the terms left out weigh less than 1e-13 of the result
+_ATANH_SERIES = tuple(1.0 / (2 * k + 1) for k in range(8))
+
+
+def portable_log10(x: torch.Tensor) -> torch.Tensor:
+    """log10 of positive finite values, from operations that round exactly (frexp, +, *, /) in float64.
+
+    torch.log10 on the CPU runs MKL's vector maths, whose last bits depend on the processor: on an AMD
+    EPYC one video's log-mel came out otherwise than under an emulated Intel CPU (docs/reproducibility.md).
+    This gives the same bits on every CPU and GPU, within one float32 step of the exact logarithm."""
+    mant, exp = torch.frexp(x.double())  # x = mant * 2**exp, mant in [1/2, 1)
+    low = mant < _SQRT_HALF
+    mant = torch.where(low, mant * 2.0, mant)
+    s = (mant - 1.0).div_(mant.add_(1.0))
+    s2 = s * s
+    series = torch.full_like(s, _ATANH_SERIES[-1])
+    for coef in reversed(_ATANH_SERIES[:-1]):
+        series.mul_(s2).add_(coef)
+    ln = (exp - low.to(exp.dtype)).double().mul_(_LN2).add_(series.mul_(s).mul_(2.0))
+    return ln.div_(_LN10).to(x.dtype)
+
+
 # The released extractor first appends 176 - (F mod 176) zero rows to an F-frame spectrogram (1 to 176:
 # a whole 176 when F is already a multiple), at t = 1 s and in its 125 ms variant alike; we apply it at
 # 500 and 250 ms too.  176 frames (2.04 s) is the 2 s window at 125 ms, 16 steps of 11 frames, so the
@@ -114,7 +138,7 @@ class LogMel(torch.nn.Module):
                 f"(needs more than n_fft / 2 = {self.edge})"
             )
         power = self.mel(waveform)  # (n_mels, frames)
-        db = 10.0 * torch.log10(torch.clamp(power, min=AMIN))
+        db = 10.0 * portable_log10(torch.clamp(power, min=AMIN))
         if self.top_db is not None:
             db = torch.maximum(db, db.max() - self.top_db)
         return db.transpose(-1, -2).contiguous()

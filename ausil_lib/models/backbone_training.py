@@ -31,6 +31,8 @@ from ..core.numerics import apply_torch_settings, numerics_settings
 from ..datasets.embedded.sources import Recording, load_manifest
 from ..features.logmel import FeatureConfig, LogMel
 from .backbone import KumarCNN, save_state
+from .optimizer import KIND as OPTIMIZER_KIND
+from .optimizer import adam
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
@@ -169,13 +171,13 @@ def train_backbone(
         for p in tqdm(paths, desc="decode", unit="file", disable=not progress, leave=False)
     ]
     model = KumarCNN().to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.learning_rate))
+    opt = adam(model.parameters(), float(cfg.learning_rate))
     output, curve_path = Path(output), Path(curve_path)
     ckpt = output.with_name(output.stem + ".ckpt")
     step, elapsed, curve = 0, 0.0, []
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state["config"] == plain(cfg):
+        if state["config"] == plain(cfg) and state.get("optimizer_kind") == OPTIMIZER_KIND:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             step, elapsed, curve = state["step"], state["elapsed"], state["curve"]
@@ -238,6 +240,7 @@ def _checkpoint(
         "elapsed": elapsed,
         "curve": curve,
         "config": plain(cfg),
+        "optimizer_kind": OPTIMIZER_KIND,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

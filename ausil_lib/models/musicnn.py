@@ -23,6 +23,7 @@ from ..audio.decode import decode_pcm16
 from ..core.config import MUSICNN_MODELS
 from ..core.download import fetch
 from ..core.numerics import apply_torch_settings
+from ..features.logmel import portable_log10
 from .tf_checkpoint import TFCheckpoint
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
@@ -113,7 +114,7 @@ class Segments:
         audio = np.pad(audio, (0, max(0, (n - 1) * self.step + self.window - len(audio))))
         windows = np.stack([audio[i * self.step : i * self.step + self.window] for i in range(n)])
         mel = self.mel(torch.from_numpy(windows))  # (n, 96, frames)
-        return torch.log10(1 + 10000 * mel).transpose(1, 2).unsqueeze(1)
+        return portable_log10(1 + 10000 * mel).transpose(1, 2).unsqueeze(1)
 
 
 def describe(net: MusicnnVGG, segments: Segments, audio: np.ndarray, batch: int = 64) -> np.ndarray:

@@ -27,6 +27,8 @@ from ..features.extraction import load_features, open_features
 from ..retrieval.evaluation import evaluate
 from ..retrieval.runner import ausil_scores
 from .ausil import AuSiL, learn_pca, save_model, triplet_loss
+from .optimizer import KIND as OPTIMIZER_KIND
+from .optimizer import adam
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
 
@@ -239,7 +241,7 @@ def train_ausil(
     # whitening is fixed from here on: each video is whitened once, not at every step and validation
     white = whitener(model, device)
     train_t = white(train)
-    opt = torch.optim.Adam([p for n, p in model.named_parameters()], lr=float(cfg.learning_rate))
+    opt = adam(model.parameters(), float(cfg.learning_rate))
     gamma, r = float(cfg.gamma), float(cfg.r)
     batch, budget = cfg.batch_triplets, float(cfg.budget_s)
     eval_every, max_steps = cfg.eval_every, cfg.max_steps
@@ -273,6 +275,7 @@ def train_ausil(
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         same = state["config"] == plain(cfg) and state["backbone"] == backbone_label
+        same = same and state.get("optimizer_kind") == OPTIMIZER_KIND
         if same and state.get("selection") == weight and state.get("extra") == extra_note:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -325,6 +328,7 @@ def train_ausil(
                     "backbone": backbone_label,
                     "selection": weight,
                     "extra": extra_note,
+                    "optimizer_kind": OPTIMIZER_KIND,
                 },
             )
     bar.close()

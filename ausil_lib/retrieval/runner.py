@@ -21,11 +21,24 @@ from tqdm import tqdm
 from ..audio.decode import AudioError
 from ..core.formats import atomic_write_json, atomic_write_text, write_results
 from ..core.numerics import apply_torch_settings, numerics_settings
+from ..core.provenance import code_digest, package_modules
 from ..features.extraction import Extractor, feature_path, is_current, load_features
 from ..models.ausil import AuSiL, repeat_to
+from ..models.backbone import state_digest
 from .method import Method, index_videos
 
 apply_torch_settings()  # torch's threads and cuDNN settings, before any tensor work (core/numerics.py)
+
+
+def resume_key(method: Method, database: Mapping[str, str]) -> dict[str, Any]:
+    """What a partial file must match to be resumed: the method (its label, and the weights of its network
+    where it has one), the database, and the code, so that an edit or a retrained model starts afresh."""
+    return {
+        "method": method.label,
+        "weights": getattr(method, "weights", None),
+        "database": sorted(database),
+        "code": code_digest(package_modules(), ("torch", "numpy")),
+    }
 
 
 def run_similarity(
@@ -38,10 +51,11 @@ def run_similarity(
     """Score all queries; write results, `.failures.tsv` and `.timing.json` beside `output`."""
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
+    key = resume_key(method, database)
     done: dict[str, dict[str, float]] = {}
     if partial.is_file():
         saved = json.loads(partial.read_text(encoding="utf-8"))
-        if saved.get("method") == method.label and saved.get("database") == sorted(database):
+        if {k: saved.get(k) for k in key} == key:
             done = saved["results"]
     start = time.perf_counter()
     failures = method.index(database, progress=progress)
@@ -56,7 +70,7 @@ def run_similarity(
             failures[qid] = exc.reason
             done[qid] = {}
         query_s += time.perf_counter() - t0
-        atomic_write_json(partial, {"method": method.label, "database": sorted(database), "results": done})
+        atomic_write_json(partial, {**key, "results": done})
     write_results(output, {q: done[q] for q in queries if q in done})
     write_failure_report(output, failures)
     pairs = sum(len(r) for r in done.values())
@@ -101,6 +115,7 @@ class AusilMethod:
         self.model = model.to(device).eval()
         self.extractor, self.features_dir, self.device = extractor, Path(features_dir), torch.device(device)
         self.label = label or f"ausil {model.variant}; backbone {extractor.backbone.label}"
+        self.weights = state_digest(model.state_dict())  # the label names the model file, not its contents
         self.db: dict[str, torch.Tensor] = {}
         self.timings: dict[str, float] = {}
 

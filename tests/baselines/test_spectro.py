@@ -16,12 +16,15 @@ import pytest
 import scipy.signal
 
 from ausil_lib.audio.decode import AudioError, encode
+from ausil_lib.baselines import spectro
 from ausil_lib.baselines.spectro import (
     METHODS,
     Fingerprints,
     SpectroMethod,
     binary_images,
+    cached_fingerprints,
     fingerprint,
+    fingerprint_key,
     load_audio_16k,
     match,
     nearest_labels,
@@ -441,7 +444,7 @@ def synthetic(method: str, n: int, seed: int) -> Fingerprints:
         values = (rng.random((n, 960)) < 0.01).astype(np.uint8)
     nonempty = rng.random(n) > 0.2
     values[~nonempty] = 0
-    return Fingerprints(method, values, nonempty, CFG.frontend_key(method))
+    return Fingerprints(method, values, nonempty, fingerprint_key(CFG, method))
 
 
 @pytest.mark.parametrize("source", ["synthetic", "audio"])
@@ -561,3 +564,17 @@ def test_workers_index_what_one_process_indexes_and_the_cache_is_reused(referenc
     again = SpectroMethod("tiles", replace(CFG, workers=2), tmp_path / "cache2")
     again.index(database, progress=False)
     assert again.timings["fingerprint_s"] == 0.0  # every fingerprint read back from the cache
+
+
+def test_cached_fingerprints_are_reused_only_under_the_same_settings_and_code(
+    make_media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    item = ("clip", str(make_media("clip.wav", chords(4.0, seed=3))))
+    cache = tmp_path / "cache"
+    made, seconds = cached_fingerprints(item, "tiles", CFG, cache)
+    assert seconds > 0 and made.settings == fingerprint_key(CFG, "tiles")
+    again, seconds = cached_fingerprints(item, "tiles", CFG, cache)
+    assert seconds == 0.0 and np.array_equal(again.values, made.values)
+    monkeypatch.setattr(spectro, "FINGERPRINT_CODE", (*spectro.FINGERPRINT_CODE, "core/formats.py"))  # other code
+    remade, seconds = cached_fingerprints(item, "tiles", CFG, cache)
+    assert seconds > 0 and remade.settings != made.settings

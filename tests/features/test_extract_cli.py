@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,12 @@ import pytest
 import yaml
 
 from ausil_lib.cli import main
+from ausil_lib.core import provenance
 from ausil_lib.core.formats import write_video_list
-from ausil_lib.features.extraction import feature_path, load_features
+from ausil_lib.features.extraction import DESCRIPTOR_CODE, feature_path, load_features
 from ausil_lib.models.backbone import DESCRIPTOR_DIM
 
+from ..dvc_deps import module_closure
 from ..helpers import SR, chords, video_without_audio
 
 
@@ -105,6 +108,31 @@ def test_changed_time_step_recomputes(tmp_path: Path, params_file: Path, make_me
     assert main(base + ["--time-step-ms", "125"]) == 0
     assert "1 extracted, 0 already done" in capsys.readouterr().out.splitlines()[-1]
     assert load_features(feature_path(tmp_path / "f", "x")).meta["signature"]["time_step_ms"] == 125
+
+
+def test_edited_descriptor_code_recomputes(
+    tmp_path: Path, params_file: Path, make_media, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run keeps a stored file only under the same code: an edit of the front end (here, one
+    byte more in a copy of logmel.py) extracts again instead of keeping the old numbers."""
+    listing = tmp_path / "videos.txt"
+    write_video_list(listing, {"x": str(make_media("x.wav", chords(3.0, seed=8)))})
+    argv = ["--params", str(params_file), "extract", "--videos", str(listing), "--output-dir", str(tmp_path / "f")]
+    assert main([*argv, "--no-progress"]) == 0
+    assert main([*argv, "--no-progress"]) == 0
+    assert "0 extracted, 1 already done" in capsys.readouterr().out.splitlines()[-1]
+    copy = tmp_path / "package"
+    shutil.copytree(provenance.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "features" / "logmel.py").write_text((copy / "features" / "logmel.py").read_text() + "\n")
+    monkeypatch.setattr(provenance, "PACKAGE", copy)
+    assert main([*argv, "--no-progress"]) == 0
+    assert "1 extracted, 0 already done" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_descriptor_code_is_what_extraction_imports() -> None:
+    closure = module_closure({"features.extraction"})
+    modules = {m.replace(".", "/") + ".py" for m in closure if m != "__init__" and "." in m}
+    assert set(DESCRIPTOR_CODE) == modules
 
 
 def test_fail_on_error_exit_status(tmp_path: Path, params_file: Path) -> None:

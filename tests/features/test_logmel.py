@@ -17,6 +17,7 @@ from ausil_lib.features.logmel import (
     SegmentFrontEnd,
     frame_count,
     padded_length,
+    portable_log10,
     segment,
     segment_count,
 )
@@ -288,3 +289,16 @@ def test_features_of_another_padding_are_not_reused(tmp_path: Path) -> None:
     old = {k: v for k, v in released.items() if k != "segment_padding"}  # a file written before the key existed
     save_features(path, np.zeros((2, 4), np.float32), {"video_id": "x", "signature": old})
     assert not is_current(path, released)
+
+
+def test_portable_log10_is_the_logarithm_rounded_to_float32() -> None:
+    g = torch.Generator().manual_seed(0)
+    powers = torch.exp(torch.empty(200_000, dtype=torch.float64).uniform_(-23.0, 14.0, generator=g)).float()
+    got = portable_log10(powers)
+    assert got.dtype == torch.float32
+    np.testing.assert_array_max_ulp(got.numpy(), np.log10(powers.double().numpy()).astype(np.float32), maxulp=1)
+
+
+@pytest.mark.parametrize("k", range(11))
+def test_portable_log10_of_a_power_of_ten_is_its_exponent(k: int) -> None:
+    assert float(portable_log10(torch.tensor([10.0**k]))[0]) == k  # 10^0 ... 10^10 are exact in float32
