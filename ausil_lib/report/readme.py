@@ -192,6 +192,44 @@ def data_curve_section(root: Path) -> str:
     return markdown(shown)
 
 
+# issue 13's targets for the offline default run: AuSiL's `test` mAP within this margin of Dejavu's, and a
+# floor on `test_speed`
+TARGET_MARGIN_TO_DEJAVU = 0.03
+TARGET_TEST_SPEED = 0.85
+
+
+def targets_section(root: Path) -> str:
+    """Issue 13's targets measured on this run, each met or not, so the README's verdict follows the metrics."""
+    from .tables import CROSS, CROSS_SETS, NOT_RUN, SETS, load_metrics
+
+    main, cross = load_metrics(root), load_metrics(root, CROSS)
+
+    def value(metrics: pd.DataFrame, run: str, set_name: str) -> float:
+        return float(metrics["mAP"].get((run, set_name), float("nan")))
+
+    def row(target: str, measured: float, bound: float, shown: str) -> str:
+        if pd.isna(measured) or pd.isna(bound):
+            return f"| {target} | {NOT_RUN} | – |"
+        return f"| {target} | {shown} | {'yes' if measured >= bound else 'no'} |"
+
+    full, control, mac_w = "ausil-full-main", "ausil-full-random", "ausil-mac_w-main"
+    rows = ["| target | this run | met |", "|---|---|---|"]
+    for s in SETS:
+        a, c = value(main, full, s), value(main, control, s)
+        rows.append(row(f"trained backbone ≥ untrained control, `{s}`", a, c, f"{a:.3f} vs {c:.3f}"))
+    a, d = value(main, full, "test"), value(main, "dejavu", "test")
+    bound = d - TARGET_MARGIN_TO_DEJAVU
+    shown = f"{a:.3f} vs {bound:.3f} (Dejavu {d:.3f})"
+    rows.append(row(f"AuSiL `test` ≥ Dejavu − {TARGET_MARGIN_TO_DEJAVU}", a, bound, shown))
+    a = value(main, full, "test_speed")
+    rows.append(row(f"AuSiL `test_speed` ≥ {TARGET_TEST_SPEED}", a, TARGET_TEST_SPEED, f"{a:.3f}"))
+    for metrics, sets, prefix in ((main, SETS, ""), (cross, CROSS_SETS, "cross-corpus ")):
+        for s in sets:
+            a, w = value(metrics, full, s), value(metrics, mac_w, s)
+            rows.append(row(f"full AuSiL ≥ its MAC + W, {prefix}`{s}`", a, w, f"{a:.3f} vs {w:.3f}"))
+    return "\n".join(rows)
+
+
 def findings_list(root: Path) -> str:
     """The key findings of the main table (methods against AuSiL, trained against untrained backbone)."""
     from .tables import findings
@@ -276,6 +314,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
 ROOT_SECTIONS: dict[str, tuple[tuple[str, ...], Callable[[Path], str]]] = {
     "results": (("metrics",), results_table),
     "findings": (("metrics",), findings_list),
+    "targets": (("metrics",), targets_section),
     "localisation": (("metrics/localisation", "data/corpus"), localisation_section),
     "probe": (("reports/ablations",), probe_section),
     "datacurve": (("reports/ablations",), data_curve_section),

@@ -128,3 +128,28 @@ def test_render_fills_the_data_curve_section(tmp_path: Path) -> None:
     identity = "| 5 | cnn-init identity | 12 / 40 | 100 | 10 | 0.950 | 0.900 | 0.750 | 0.800 | -0.050 | 0.700 | 0.720 |"
     assert identity in out
     assert "abc1234" not in out  # the commit stays in the notebook's table
+
+
+def _write_map(root: Path, run: str, set_name: str, value: float, collection: str = "") -> None:
+    path = root / "metrics" / collection / run / f"{set_name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mAP": value, "n": 10}))
+
+
+def test_render_fills_the_targets_section(tmp_path: Path) -> None:
+    """Each target compares the run's own numbers (Dejavu's minus the margin, the speed floor, the control, MAC + W);
+    a target whose runs are missing says so instead of a verdict."""
+    for run, test, speed in (("ausil-full-main", 0.90, 0.86), ("ausil-full-random", 0.91, 0.5), ("dejavu", 0.92, 0.1)):
+        _write_map(tmp_path, run, "test", test)
+        _write_map(tmp_path, run, "test_speed", speed)
+    _write_map(tmp_path, "ausil-mac_w-main", "test", 0.95)
+    _write_map(tmp_path, "ausil-mac_w-main", "test_speed", 0.80)
+    markers = "".join(f"<!-- {name}:begin -->\n<!-- {name}:end -->\n" for name in ("results", "findings", "targets"))
+    out = render(markers, tmp_path)
+    assert "| trained backbone ≥ untrained control, `test` | 0.900 vs 0.910 | no |" in out
+    assert "| trained backbone ≥ untrained control, `test_speed` | 0.860 vs 0.500 | yes |" in out
+    assert "| AuSiL `test` ≥ Dejavu − 0.03 | 0.900 vs 0.890 (Dejavu 0.920) | yes |" in out
+    assert "| AuSiL `test_speed` ≥ 0.85 | 0.860 | yes |" in out
+    assert "| full AuSiL ≥ its MAC + W, `test` | 0.900 vs 0.950 | no |" in out
+    assert "| full AuSiL ≥ its MAC + W, `test_speed` | 0.860 vs 0.800 | yes |" in out
+    assert "| full AuSiL ≥ its MAC + W, cross-corpus `val` | not run | – |" in out
