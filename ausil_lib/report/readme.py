@@ -200,12 +200,9 @@ TARGET_TEST_SPEED = 0.85
 
 def targets_section(root: Path) -> str:
     """Issue 13's targets measured on this run, each met or not, so the README's verdict follows the metrics."""
-    from .tables import CROSS, CROSS_SETS, NOT_RUN, SETS, load_metrics
+    from .tables import CROSS, CROSS_SETS, NOT_RUN, SETS, load_metrics, map_of
 
     main, cross = load_metrics(root), load_metrics(root, CROSS)
-
-    def value(metrics: pd.DataFrame, run: str, set_name: str) -> float:
-        return float(metrics["mAP"].get((run, set_name), float("nan")))
 
     def row(target: str, measured: float, bound: float, shown: str) -> str:
         if pd.isna(measured) or pd.isna(bound):
@@ -215,17 +212,17 @@ def targets_section(root: Path) -> str:
     full, control, mac_w = "ausil-full-main", "ausil-full-random", "ausil-mac_w-main"
     rows = ["| target | this run | met |", "|---|---|---|"]
     for s in SETS:
-        a, c = value(main, full, s), value(main, control, s)
+        a, c = map_of(main, full, s), map_of(main, control, s)
         rows.append(row(f"trained backbone ≥ untrained control, `{s}`", a, c, f"{a:.3f} vs {c:.3f}"))
-    a, d = value(main, full, "test"), value(main, "dejavu", "test")
+    a, d = map_of(main, full, "test"), map_of(main, "dejavu", "test")
     bound = d - TARGET_MARGIN_TO_DEJAVU
     shown = f"{a:.3f} vs {bound:.3f} (Dejavu {d:.3f})"
     rows.append(row(f"AuSiL `test` ≥ Dejavu − {TARGET_MARGIN_TO_DEJAVU}", a, bound, shown))
-    a = value(main, full, "test_speed")
+    a = map_of(main, full, "test_speed")
     rows.append(row(f"AuSiL `test_speed` ≥ {TARGET_TEST_SPEED}", a, TARGET_TEST_SPEED, f"{a:.3f}"))
     for metrics, sets, prefix in ((main, SETS, ""), (cross, CROSS_SETS, "cross-corpus ")):
         for s in sets:
-            a, w = value(metrics, full, s), value(metrics, mac_w, s)
+            a, w = map_of(metrics, full, s), map_of(metrics, mac_w, s)
             rows.append(row(f"full AuSiL ≥ its MAC + W, {prefix}`{s}`", a, w, f"{a:.3f} vs {w:.3f}"))
     return "\n".join(rows)
 

@@ -332,7 +332,7 @@ def _metric(metrics: pd.DataFrame, run: str, set_name: str, key: str) -> float:
     return float(metrics[key].get((run, set_name), NAN))
 
 
-def _map(metrics: pd.DataFrame, run: str, set_name: str) -> float:
+def map_of(metrics: pd.DataFrame, run: str, set_name: str) -> float:
     return _metric(metrics, run, set_name, "mAP")
 
 
@@ -358,7 +358,7 @@ def main_table(root: PathLike) -> pd.DataFrame:
                 key: value
                 for s in SETS
                 for key, value in (
-                    (run_column(s), _map(metrics, run, s)),
+                    (run_column(s), map_of(metrics, run, s)),
                     (ci_column(s), ci_text(map_interval(root, run, s))),
                     *((f"this run, {s} {n}", _metric(metrics, run, s, k)) for k, n in SUMMARY_METRICS.items()),
                 )
@@ -377,7 +377,7 @@ def cross_corpus_table(root: PathLike) -> pd.DataFrame:
     rows = {
         run_label(run): {
             "run": run,
-            **{run_column(s, "cross-corpus"): _map(metrics, run, s) for s in CROSS_SETS},
+            **{run_column(s, "cross-corpus"): map_of(metrics, run, s) for s in CROSS_SETS},
             "note": _note(metrics, run),
         }
         for run in discover_runs(root, CROSS)
@@ -550,8 +550,8 @@ def speed_table(root: PathLike) -> pd.DataFrame:
         paper = PAPER_METHODS.get(method, {})
         rows[method] = {
             "run": run,
-            run_column(SPEED_SET): _map(metrics, run, SPEED_SET),
-            run_column("test"): _map(metrics, run, "test"),
+            run_column(SPEED_SET): map_of(metrics, run, SPEED_SET),
+            run_column("test"): map_of(metrics, run, "test"),
             **{
                 paper_column(d): NEAR_ZERO if method in PAPER_NEAR_ZERO else paper.get(d, NAN)
                 for d in ("FIVR-200K_a speed", "SVD_a speed")
@@ -574,7 +574,7 @@ def components_table(root: PathLike) -> pd.DataFrame:
     for variant, label in VARIANT_LABELS.items():
         rows[label] = {
             **{
-                run_column(s, f"this run, {bb} backbone"): _map(metrics, f"ausil-{variant}-{bb}", s)
+                run_column(s, f"this run, {bb} backbone"): map_of(metrics, f"ausil-{variant}-{bb}", s)
                 for bb in backbones
                 for s in SETS
             },
@@ -616,7 +616,7 @@ def _sweep_table(root: PathLike, sweep: str) -> pd.DataFrame:
     if (
         default is not None
         and default not in runs
-        and any(not math.isnan(_map(metrics, "ausil-full-main", s)) for s in SETS)
+        and any(not math.isnan(map_of(metrics, "ausil-full-main", s)) for s in SETS)
     ):
         runs[default] = "ausil-full-main"
     rows = {}
@@ -624,7 +624,7 @@ def _sweep_table(root: PathLike, sweep: str) -> pd.DataFrame:
         run = runs.get(value, "")
         rows[value] = {
             "run": run,
-            run_column(SWEEP_SET): _map(metrics, run, SWEEP_SET),
+            run_column(SWEEP_SET): map_of(metrics, run, SWEEP_SET),
             ci_column(SWEEP_SET): ci_text(map_interval(root, run, SWEEP_SET)) if run else NOT_RUN,
             **{paper_column(d): v for d, v in zip(PAPER_ABLATION_SETS, paper.get(value, (NAN, NAN)), strict=True)},
         }
