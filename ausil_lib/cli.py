@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from .core.config import Params, load_params
 from .core.labels import BASELINES, DA, NOT_AVAILABLE, RELEASED_LABEL, RELEASED_MODEL
+from .core.provenance import SourceChanged, unchanged_source
 
 
 def _params(args: argparse.Namespace) -> Params:
@@ -962,7 +963,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with unchanged_source([args.params] if getattr(args, "params", None) else []):
+            return args.func(args)
+    except SourceChanged as exc:
+        print(f"ausil {args.command}: error: {exc}", file=sys.stderr)
+        return 3
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"ausil {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -92,3 +92,24 @@ def test_errors_are_reported_not_raised(tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "none.json" in capsys.readouterr().err
+
+
+def test_a_command_that_outlived_an_edit_of_its_params_fails(tmp_path: Path, monkeypatch, capsys) -> None:
+    """DVC would record the outputs of the old settings under the new ones: the command exits 3 instead."""
+    import argparse
+
+    from ausil_lib import cli
+
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 1\n")
+
+    def edit_mid_run(args: argparse.Namespace) -> int:
+        Path(args.params).write_text("seed: 2\n")
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params")
+    parser.set_defaults(func=edit_mid_run, command="edit")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert main(["--params", str(params)]) == 3
+    assert "changed while this command ran" in capsys.readouterr().err

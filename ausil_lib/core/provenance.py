@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -40,3 +41,30 @@ def code_digest(modules: Iterable[str], packages: Iterable[str] = (), extra: Ite
     for line in extra:
         h.update(f"{line}\0".encode())
     return h.hexdigest()
+
+
+class SourceChanged(RuntimeError):
+    """The code or settings a command read at its start were edited before it finished."""
+
+
+@contextmanager
+def unchanged_source(files: Iterable[str | os.PathLike[str]] = ()) -> Iterator[None]:
+    """Raise SourceChanged when the block ends normally but ausil_lib's source, or one of `files` (the
+    params file), differs from what it was when the block began.
+
+    DVC hashes a stage's dependencies after its command returns: a command that ran the old code (its
+    modules were imported at the start) and exits 0 would have its outputs recorded under the new code.
+    Failing instead leaves the stage to run again.
+    """
+    paths = [Path(f) for f in files]
+
+    def digest() -> str:
+        return code_digest(package_modules(), extra=[p.read_text(encoding="utf-8") for p in paths if p.is_file()])
+
+    before = digest()
+    yield
+    if digest() != before:
+        raise SourceChanged(
+            "ausil_lib's source or the params file changed while this command ran; its outputs are the old "
+            "version's, so it exits with an error for DVC not to record them under the new one: run it again"
+        )

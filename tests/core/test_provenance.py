@@ -47,3 +47,30 @@ def test_any_change_moves_the_digest(package: Path, monkeypatch: pytest.MonkeyPa
 def test_a_missing_module_is_an_error_not_a_silent_digest(package: Path) -> None:
     with pytest.raises(FileNotFoundError):
         provenance.code_digest(["gone.py"])
+
+
+@pytest.mark.parametrize("edit", ["module", "new module", "params file", "nothing"])
+def test_unchanged_source_fails_a_block_that_outlived_an_edit(package: Path, tmp_path: Path, edit: str) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 1\n")
+
+    def run() -> None:
+        with provenance.unchanged_source([params]):
+            if edit == "module":
+                (package / "b.py").write_text("Y = 3\n")
+            elif edit == "new module":
+                (package / "sub" / "c.py").write_text("Z = 0\n")
+            elif edit == "params file":
+                params.write_text("seed: 2\n")
+
+    if edit == "nothing":
+        run()
+    else:
+        with pytest.raises(provenance.SourceChanged, match="run it again"):
+            run()
+
+
+def test_unchanged_source_lets_the_block_own_error_through(package: Path) -> None:
+    with pytest.raises(KeyError), provenance.unchanged_source():
+        (package / "b.py").write_text("Y = 3\n")
+        raise KeyError("the command's own failure")
