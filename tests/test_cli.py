@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+from ausil_lib import cli
 from ausil_lib.cli import build_parser, main
 from ausil_lib.core.formats import write_annotations, write_ids, write_results
 
@@ -96,10 +98,6 @@ def test_errors_are_reported_not_raised(tmp_path: Path, capsys) -> None:
 
 def test_a_command_that_outlived_an_edit_of_its_params_fails(tmp_path: Path, monkeypatch, capsys) -> None:
     """DVC would record the outputs of the old settings under the new ones: the command exits 3 instead."""
-    import argparse
-
-    from ausil_lib import cli
-
     params = tmp_path / "params.yaml"
     params.write_text("seed: 1\n")
 
