@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..core.config import Params, full_float32
-from ..core.formats import atomic_path
+from ..core.formats import atomic_write
 from ..core.numerics import apply_torch_settings
 from .weights import check
 
@@ -205,14 +205,18 @@ class BackboneInfo:
 
 
 def save_state(path: str | os.PathLike[str], model: nn.Module, meta: Mapping[str, Any]) -> None:
-    """Project format for trained networks (backbone, AuSiL): torch.save({'state_dict', 'meta'}), atomically."""
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": dict(meta)}, tmp)
+    """Project format for trained networks (backbone, AuSiL): torch.save({'state_dict', 'meta'}), atomically.
+
+    Saved through a file object, not the temporary file's name: torch.save names the archive's inner folder
+    after the file, and a random name there would give the same weights a new md5 on every save.
+    """
+    state = {"state_dict": model.state_dict(), "meta": dict(meta)}
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     """sha256 of a state dict's names, dtypes, shapes and values: the weights' identity, unlike the file's
-    hash, which also covers the training meta (its wall time differs between identical runs)."""
+    hash, which also covers the training meta."""
     h = hashlib.sha256()
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()

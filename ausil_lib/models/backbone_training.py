@@ -206,22 +206,24 @@ def train_backbone(
                 model.train()
     bar.close()
     model.eval()
+    seconds = round(time.perf_counter() - start, 1)
     meta = {
         "objective": "InfoNCE on MAC descriptors of clean vs transformed 2 s windows (train split"
         + (" and backbone_sources)" if extra else " only)"),
         "steps": step,
         "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
-        "seconds": round(time.perf_counter() - start, 1),
         "recordings": [r.rec_id for r in recs],
         "extra_recordings": [r.rec_id for r in extra],
         "final_loss": curve[-1]["loss"] if curve else None,
         "config": plain(cfg),
         "numerics": numerics_settings(),
     }
+    # no wall time in the file (the curve has it): the same training writes the same bytes, so DVC
+    # re-runs nothing downstream of a retraining that changed no weight
     save_state(output, model.cpu(), meta)
     atomic_write_json(curve_path, curve)
     ckpt.unlink(missing_ok=True)
-    return meta
+    return {**meta, "seconds": seconds}
 
 
 def _checkpoint(

@@ -333,11 +333,11 @@ def train_ausil(
             )
     bar.close()
     model.load_state_dict(best_state)
+    seconds = round(time.perf_counter() - start, 1)
     meta = {
         "backbone": backbone_label,
         "steps": step,
         "stopped_by": "max_steps" if step >= max_steps else "time cap (not reproducible)",
-        "seconds": round(time.perf_counter() - start, 1),
         "best_step": best["step"],
         "val_map": best["val_map"],
         "cross_val_map": best.get("cross_val_map"),
@@ -349,7 +349,10 @@ def train_ausil(
         "config": plain(cfg),
         "numerics": numerics_settings(),
     }
+    # the wall time goes to the report only: the same training writes the same model file, so DVC
+    # re-runs nothing downstream of a retraining that changed no weight
     save_model(output, model.cpu(), meta)
+    meta = {**meta, "seconds": seconds}
     atomic_write_json(curve_path, curve)
     atomic_write_json(Path(curve_path).with_suffix(".meta.json"), meta)
     ckpt.unlink(missing_ok=True)

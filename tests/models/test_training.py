@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +262,17 @@ def test_interrupted_training_resumes_to_the_same_model(tmp_path: Path, monkeypa
     b = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key])
+
+
+def test_the_same_training_writes_the_same_model_file(tmp_path: Path) -> None:
+    """The wall time goes to the report's meta file only: the model file is the same bytes on a retraining."""
+    from ausil_lib.models import training
+
+    params, feats, corpus = _tiny_training_setup(tmp_path)
+    for name in ("a", "b"):
+        training.train_ausil(params, feats, corpus, tmp_path / f"{name}.pt", tmp_path / f"{name}.json", "test", False)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    assert "seconds" in json.loads((tmp_path / "a.meta.json").read_text())
 
 
 def test_the_model_is_as_wide_as_its_descriptors_and_is_read_back_so(tmp_path: Path) -> None:

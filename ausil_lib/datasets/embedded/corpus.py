@@ -31,6 +31,7 @@ from ...core.config import SPLITS, CorpusConfig, CorpusSize, Params, plain
 from ...core.download import sha256_file
 from ...core.formats import atomic_write_json, write_annotations, write_ids, write_video_list
 from ...core.labels import DA, JUNK, speed_copy_id
+from ...core.provenance import code_digest
 from .sources import Recording, load_manifest
 
 #: Each encoder here gives the same bytes on a real CPU and on emulated ones (docs/reproducibility.md).
@@ -601,23 +602,8 @@ def renderer_fingerprint() -> str:
     A rebuild keeps a finished clip only under the same fingerprint, so an edit of that code or a new
     numerics pin renders every clip again instead of leaving old clips that DVC would record as new.
     """
-    from importlib.metadata import PackageNotFoundError, version
-
-    from ...core.numerics import PINNED_ENV
-
-    h = hashlib.sha256()
-    package = Path(__file__).resolve().parents[2]
-    for name in RENDERER_MODULES:
-        h.update(name.encode() + b"\0" + (package / name).read_bytes())
-    for name in PINNED_ENV:
-        h.update(f"{name}={os.environ.get(name)}\0".encode())
-    for name in RENDERER_PACKAGES:
-        try:
-            h.update(f"{name}=={version(name)}\0".encode())
-        except PackageNotFoundError:
-            h.update(f"{name} absent\0".encode())
-    h.update(f"ffmpeg {ffmpeg_build()}\0".encode())  # the binary that encodes, whichever package brought it
-    return h.hexdigest()
+    # the binary that encodes, whichever package brought it
+    return code_digest(RENDERER_MODULES, RENDERER_PACKAGES, [f"ffmpeg {ffmpeg_build()}"])
 
 
 def _previous_log(out_dir: Path, fingerprint: str) -> dict[str, dict[str, Any]]:
